@@ -239,53 +239,65 @@ def _cohort_check(value: Any) -> str | None:
     return None if isinstance(value, (str, dict)) else "expected a path to a cohort TOML or an inline table"
 
 
-EXPERIMENT = Section(
-    {
-        "experiment": Section(
-            {
-                "name": Field(str, "experiment", doc="Run name; the default output is reports/<name>."),
-                "seed": Field(int, 0, min=0, doc="Root of every random draw (numpy SeedSequence)."),
-                "out": Field(str, "", doc="Output directory; empty means reports/<name>."),
-                "description": Field(str, ""),
-            }
-        ),
-        "cases": Section(
-            {
-                "csv": Field(str, "", doc="A cases CSV (case_id,image,mask,site,...), paths relative to it."),
-                "cohort": Field(object, "", check=_cohort_check,
-                                doc="A phantom cohort: path to its TOML, or an inline table."),
-                "label": Field(int, 1, min=1, doc="Mask label to extract."),
-                "geometry_tolerance": Field(float, 1e-4, min=0.0,
-                                            doc="Largest image/mask difference in spacing, origin, direction."),
-            },
-            check=_cases_check,
-        ),
-        "extraction": Section(
-            {
-                "params": Field(str, "", doc="pyradiomics parameter file (.yaml, .yml, .toml or .json)."),
-                "settings": Field(dict, {}, doc="Inline pyradiomics parameters (setting, imageType, "
-                                                "featureClass), merged over params; checked by pyradiomics."),
-            }
-        ),
-        "perturbations": Field(dict, {}, doc="The perturbation design; see harmony.perturb."),
-        "engine": Section(
-            {
-                "executor": Field(str, "processes", choices=("serial", "processes", "dask")),
-                "workers": Field(int, 0, min=0, doc="Worker count; 0 means one per core."),
-                "scheduler": Field(str, "", doc="Dask scheduler address; empty starts a LocalCluster."),
-                "repeats": Field(int, 1, min=1, doc="Repeats of every (case, variant) task."),
-            }
-        ),
-        "reliability": Field(dict, {}, doc="ICC form, thresholds and judging rule; see harmony.reliability."),
-        "harmonization": Field(dict, {}, doc="ComBat options; see harmony.harmonize."),
-        "report": Section({"enabled": Field(bool, True)}),
-    }
-)
+def experiment_schema() -> Section:
+    """The experiment config's schema. Each stage module owns the schema of its own section.
+
+    Stage schemas are imported here, at call time, because stage modules import this module's
+    :class:`Field` and :class:`Section`.
+    """
+    return Section(
+        {
+            "experiment": Section(
+                {
+                    "name": Field(str, "experiment", doc="Run name; the default output is reports/<name>."),
+                    "seed": Field(int, 0, min=0, doc="Root of every random draw (numpy SeedSequence)."),
+                    "out": Field(str, "", doc="Output directory; empty means reports/<name>."),
+                    "description": Field(str, ""),
+                }
+            ),
+            "cases": Section(
+                {
+                    "csv": Field(str, "", doc="A cases CSV (case_id,image,mask,site,...), paths relative to it."),
+                    "cohort": Field(object, "", check=_cohort_check,
+                                    doc="A phantom cohort: path to its TOML, or an inline table."),
+                    "label": Field(int, 1, min=1, doc="Mask label to extract."),
+                    "geometry_tolerance": Field(float, 1e-4, min=0.0,
+                                                doc="Largest image/mask difference in spacing, origin, direction."),
+                },
+                check=_cases_check,
+            ),
+            "extraction": Section(
+                {
+                    "params": Field(str, "", doc="pyradiomics parameter file (.yaml, .yml, .toml or .json)."),
+                    "settings": Field(dict, {}, doc="Inline pyradiomics parameters (setting, imageType, "
+                                                    "featureClass), merged over params; checked by pyradiomics."),
+                }
+            ),
+            # perturbations: replaced by harmony.perturb's design schema
+            "perturbations": Field(dict, {}, doc="The perturbation design; see harmony.perturb."),
+            # engine: replaced by harmony.engine's schema
+            "engine": Section(
+                {
+                    "executor": Field(str, "processes", choices=("serial", "processes", "dask")),
+                    "workers": Field(int, 0, min=0, doc="Worker count; 0 means one per core."),
+                    "scheduler": Field(str, "", doc="Dask scheduler address; empty starts a LocalCluster."),
+                    "repeats": Field(int, 1, min=1, doc="Repeats of every (case, variant) task."),
+                }
+            ),
+            # reliability: replaced by harmony.reliability's schema
+            "reliability": Field(dict, {}, doc="ICC form, thresholds and judging rule; see harmony.reliability."),
+            # harmonization: replaced by harmony.harmonize's schema
+            "harmonization": Field(dict, {}, doc="ComBat options; see harmony.harmonize."),
+            # gate: replaced by harmony.gate's schema
+            "gate": Field(dict, {}, doc="Extractor-change gate tolerances; see harmony.gate."),
+            "report": Section({"enabled": Field(bool, True)}),
+        }
+    )
 
 
 def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Read, override and validate an experiment config; relative paths are resolved against its folder."""
-    config = load(path, EXPERIMENT, overrides)
+    config = load(path, experiment_schema(), overrides)
     base = Path(path).resolve().parent
     if not config["experiment"]["out"]:
         config["experiment"]["out"] = str(Path("reports") / config["experiment"]["name"])
