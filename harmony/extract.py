@@ -112,11 +112,10 @@ def _schema_messages(exc: Exception) -> str:
 def make_extractor(params: Mapping[str, Any], source: str = "<params>"):
     """A ``RadiomicsFeatureExtractor`` built from a parameter dict, validated by pyradiomics' schema.
 
-    Beyond pyradiomics' own checks, feature names listed under ``featureClass`` must exist (pyradiomics
-    would otherwise ignore a misspelt one until extraction time).
+    A misspelt top-level section (which the schema would not see as an error) is refused too.
     """
     from pykwalify.errors import PyKwalifyException
-    from radiomics import featureextractor, getFeatureClasses
+    from radiomics import featureextractor
 
     _radiomics_logging()
     params = copy.deepcopy(dict(params))
@@ -131,13 +130,6 @@ def make_extractor(params: Mapping[str, Any], source: str = "<params>"):
         raise ConfigError(f"{source}: pyradiomics rejected the parameters: {_schema_messages(exc)}") from None
     except ValueError as exc:  # unknown image type or feature class
         raise ConfigError(f"{source}: pyradiomics rejected the parameters: {exc}") from None
-    classes = getFeatureClasses()
-    for cls, names in extractor.enabledFeatures.items():
-        known = set(classes[cls].getFeatureNames())
-        for name in names or []:
-            if name not in known:
-                raise ConfigError(f"{source}: featureClass.{cls}: unknown feature {name!r} "
-                                  f"(known: {', '.join(sorted(known))})")
     return extractor
 
 

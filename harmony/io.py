@@ -159,7 +159,7 @@ def build_manifest(
     **extra: Any,
 ) -> dict[str, Any]:
     """The provenance record DESIGN.md asks of every run directory."""
-    config = dict(config or {})
+    config = _finite(dict(config or {}))
     manifest: dict[str, Any] = {
         "command": command,
         "argv": sys.argv,

@@ -118,38 +118,44 @@ def _pandas_dtype(kind: str):
     return {"str": "str", "float64": "float64", "int64": "int64", "bool": "bool"}[kind]
 
 
+def _show(value) -> str:
+    """repr of a cell without numpy's type wrapper (``1.5``, not ``np.float64(1.5)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _coerce(series: pd.Series, col: Column, where: str) -> pd.Series:
     null = series.isna()
     if null.any() and not col.nullable:
         row = int(np.flatnonzero(null.to_numpy())[0])
         raise SchemaError(f"{where}: missing value in row {row}")
     if col.dtype == "str":
-        bad = ~null & ~series.map(lambda v: isinstance(v, str))
+        is_text = np.fromiter((isinstance(v, str) for v in series), dtype=bool, count=len(series))
+        bad = ~null.to_numpy() & ~is_text
         if bad.any():
             value = series[bad].iloc[0]
-            raise SchemaError(f"{where}: expected text, got {value!r} ({type(value).__name__})")
+            raise SchemaError(f"{where}: expected text, got {_show(value)} ({type(value).__name__})")
         out = series.astype("str") if not null.any() else series.astype(object).where(~null, None).astype("str")
     elif col.dtype == "bool":
-        if not (pd.api.types.is_bool_dtype(series) or series.map(lambda v: isinstance(v, (bool, np.bool_))).all()):
-            value = series[~series.map(lambda v: isinstance(v, (bool, np.bool_)))].iloc[0]
-            raise SchemaError(f"{where}: expected true/false, got {value!r}")
+        is_bool = np.fromiter((isinstance(v, (bool, np.bool_)) for v in series), dtype=bool, count=len(series))
+        if not is_bool.all():
+            raise SchemaError(f"{where}: expected true/false, got {_show(series[~is_bool].iloc[0])}")
         out = series.astype(bool)
     elif col.dtype == "int64":
         numeric = pd.to_numeric(series, errors="coerce")
         bad = numeric.isna() | (numeric != np.round(numeric))
         if bad.any():
-            raise SchemaError(f"{where}: expected an integer, got {series[bad].iloc[0]!r}")
+            raise SchemaError(f"{where}: expected an integer, got {_show(series[bad].iloc[0])}")
         out = numeric.astype("int64")
     else:  # float64
         numeric = pd.to_numeric(series, errors="coerce")
         bad = numeric.isna() & ~null
         if bad.any():
-            raise SchemaError(f"{where}: expected a number, got {series[bad].iloc[0]!r}")
+            raise SchemaError(f"{where}: expected a number, got {_show(series[bad].iloc[0])}")
         out = numeric.astype("float64")
     if col.choices is not None:
         bad = ~out.isin(col.choices) & ~null
         if bad.any():
-            raise SchemaError(f"{where}: {out[bad].iloc[0]!r} is not one of {list(col.choices)}")
+            raise SchemaError(f"{where}: {_show(out[bad].iloc[0])} is not one of {list(col.choices)}")
     return out
 
 
