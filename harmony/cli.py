@@ -61,10 +61,19 @@ def _versions(args: argparse.Namespace) -> int:
 # -- harmony extract ----------------------------------------------------------------------------------
 
 def _extract_args(p: argparse.ArgumentParser) -> None:
+    from harmony.engine import EXECUTORS
+
     p.add_argument("cases", help="cases CSV: case_id,image,mask,site[,covariates...], paths relative to it")
     p.add_argument("--params", required=True, help="pyradiomics parameters (.yaml, .yml, .toml or .json)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="run directory (re-running the same command resumes it)")
     p.add_argument("--label", type=int, default=None, help="mask label (default: the parameters' label, or 1)")
+    p.add_argument("--variants", default=None, help="variants table (Parquet, e.g. from `harmony perturb`); "
+                                                    "default: the original images only")
+    p.add_argument("--repeats", type=int, default=1, help="repeats of every (case, variant) task (default 1)")
+    p.add_argument("--executor", choices=EXECUTORS, default="processes", help="where tasks run (default processes)")
+    p.add_argument("--workers", type=int, default=0, help="worker count (default 0: one per core)")
+    p.add_argument("--scheduler", default="", help="Dask scheduler address (default: start a local cluster)")
+    p.add_argument("--retry-failed", action="store_true", help="run again the tasks that failed in an earlier run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_set(p, "pyradiomics parameter (e.g. setting.binWidth=24)")
 
@@ -73,30 +82,218 @@ def _extract(args: argparse.Namespace) -> int:
     from harmony import schema
     from harmony.cases import load_cases
     from harmony.config import apply_overrides
-    from harmony.extract import extract_cases, load_params, make_extractor
-    from harmony.io import build_manifest, now_utc, stable_hash, write_manifest, write_table
+    from harmony.engine import resolve_label, run_tasks
+    from harmony.extract import load_params, make_extractor
+    from harmony.io import read_table
+
+    params, _ = apply_overrides(load_params(args.params), args.overrides)
+    make_extractor(params, source=args.params)  # fail on bad settings before reading any image
+    label = resolve_label(params, args.label)
+    cases = load_cases(args.cases, label=label)
+    variants = None
+    if args.variants:
+        from harmony.perturb import variants_from_table
+
+        variants = variants_from_table(read_table(args.variants, schema.VARIANTS), source=args.variants)
+    result = run_tasks(cases, variants, params, args.out, repeats=args.repeats, executor=args.executor,
+                       workers=args.workers, scheduler=args.scheduler, label=label, retry_failed=args.retry_failed,
+                       progress=False if args.quiet else None)
+    n_features = result.features[schema.FEATURE].nunique()
+    print(f"{result.done} of {result.total} tasks extracted ({result.resumed} from an earlier run), "
+          f"{n_features} features each -> {result.out_dir}")
+    if result.failed:
+        print(f"{result.failed} task(s) failed; see {result.out_dir / 'failures.parquet'}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+# -- harmony gate -------------------------------------------------------------------------------------
+
+def _gate_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="gate_command", required=True, metavar="SUBCOMMAND")
+    for name, help_text in (("baseline", "extract the reference set and store it as a baseline"),
+                            ("check", "re-extract the baseline's reference set and compare; exit 1 on a change")):
+        s = sub.add_parser(name, help=help_text, description=help_text)
+        s.add_argument("config", nargs="?", default="experiments/gate.toml",
+                       help="experiment config with a [gate] section (default: experiments/gate.toml)")
+        if name == "baseline":
+            s.add_argument("--out", required=True, help="baseline directory to write")
+        else:
+            s.add_argument("--baseline", required=True, help="baseline directory from `harmony gate baseline`")
+            s.add_argument("--out", default="reports/gate", help="where gate.md, junit.xml and comparison.csv go "
+                                                                 "(default: reports/gate)")
+        s.add_argument("--quiet", action="store_true", help="no progress bar")
+        _add_set(s)
+    s = sub.add_parser("ibsi", help="compare pyradiomics with the IBSI 1 digital-phantom reference values",
+                       description="compare pyradiomics with the IBSI 1 digital-phantom reference values")
+    s.add_argument("--out", default="reports/ibsi", help="where ibsi_compliance.csv/.md go (default: reports/ibsi)")
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from harmony import gate, ibsi, schema
+
+    if args.gate_command == "ibsi":
+        table = ibsi.ibsi_compliance()
+        paths = ibsi.write_compliance(table, args.out)
+        failed = table[~table[ibsi.PASS]]
+        print(f"IBSI 1 digital phantom: {len(table) - len(failed)} of {len(table)} mapped features agree to "
+              f"{ibsi.SIGNIFICANT_DIGITS} significant digits -> {paths[0]}, {paths[1]}")
+        for row in failed.to_dict("records"):
+            print(f"  {row[schema.FEATURE]} ({row[ibsi.IBSI_TAG]}): {row[schema.REASON]}")
+        return EXIT_OK
+    from harmony.config import load_experiment
+
+    config = load_experiment(args.config, args.overrides)
+    progress = False if args.quiet else None
+    if args.gate_command == "baseline":
+        manifest = gate.create_baseline(config, args.out, progress=progress)
+        print(f"baseline of {manifest['tasks']['total']} extractions ({manifest['tasks']['failed']} failed) "
+              f"-> {args.out}")
+        return EXIT_OK
+    result = gate.check_baseline(config, args.baseline, progress=progress)
+    paths = gate.write_check_report(result, args.out)
+    print(gate.format_table(result), file=sys.stderr if not result.passed else sys.stdout)
+    print(f"report: {paths['markdown']}, {paths['junit']}")
+    return EXIT_OK if result.passed else EXIT_FAILED
+
+
+# -- harmony phantoms ---------------------------------------------------------------------------------
+
+def _phantoms_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="cohort spec (TOML), e.g. phantoms/cohort_demo.toml")
+    p.add_argument("--out", required=True, help="output directory (images/, cases.csv, cohort.json, manifest)")
+    p.add_argument("--seed", type=int, default=None, help="override the spec's cohort.seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_set(p, "cohort spec value (e.g. cohort.subjects=12)")
+
+
+def _phantoms(args: argparse.Namespace) -> int:
+    from harmony import schema
+    from harmony.io import build_manifest, now_utc, write_manifest
+    from harmony.phantoms import SUBJECT, load_cohort_spec, simulate_cohort
 
     started = now_utc()
-    params, _ = apply_overrides(load_params(args.params), args.overrides)
-    extractor = make_extractor(params, source=args.params)  # fail on bad settings before reading any image
-    label = args.label if args.label is not None else int(extractor.settings.get("label", 1))
-    cases = load_cases(args.cases, label=label)
-    features, failures, diagnostics = extract_cases(cases, params, label=label,
-                                                    progress=False if args.quiet else None)
+    spec = load_cohort_spec(args.spec, args.overrides)
+    seed = spec["cohort"]["seed"] if args.seed is None else args.seed
+    cases = simulate_cohort(spec, args.out, seed=seed, progress=False if args.quiet else None)
     out = Path(args.out)
-    write_table(features, out / "features.parquet", schema.FEATURES)
+    write_manifest(out, build_manifest(command="phantoms", config=spec, seeds={"cohort": seed}, started=started,
+                                       tasks={"total": len(cases), "done": len(cases), "failed": 0}))
+    print(f"{len(cases)} cases of {cases[SUBJECT].nunique()} subjects on {cases[schema.SITE].nunique()} scanners "
+          f"-> {out / 'cases.csv'}")
+    return EXIT_OK
+
+
+# -- harmony reliability ------------------------------------------------------------------------------
+
+def _reliability_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("features", help="features table (Parquet), e.g. from `harmony extract`")
+    p.add_argument("--variants", default=None,
+                   help="variants table (Parquet) giving each variant's kind (default: variants.parquet beside "
+                        "the features, if any; otherwise all variants are one kind, 'all')")
+    p.add_argument("--config", default=None, help="experiment config: its [reliability] section and experiment.seed")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_set(p, "setting (e.g. reliability.icc=ICC(C,1), reliability.judge_on=estimate)")
+
+
+def _reliability(args: argparse.Namespace) -> int:
+    from harmony import reliability, schema
+
+    settings, seed = reliability.load_settings(args.config, args.overrides)
+    results = reliability.run(args.features, args.out, variants_path=args.variants, settings=settings, seed=seed,
+                              progress=False if args.quiet else None)
+    verdicts = results["verdicts"]
+    print(f"{settings['icc']} categories per perturbation (judged on {settings['judge_on']}):")
+    print(reliability.summary_counts(results["reliability"], settings).to_string())
+    print(f"{int(verdicts[schema.STABLE].sum())} of {len(verdicts)} features stable "
+          f"(verdict on {', '.join(settings['verdict'])}) -> {Path(args.out) / reliability.OUTPUTS['verdicts']}")
+    return EXIT_OK
+
+
+# -- harmony harmonize -------------------------------------------------------------------------------
+
+def _harmonize_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("features", help="features table (Parquet), e.g. from `harmony extract`")
+    p.add_argument("--batch", default=None, help="batch column of the cases table (default: the features' site)")
+    p.add_argument("--cases", default=None, help="cases table (.csv or .parquet) with covariates and truth_* columns")
+    p.add_argument("--covariates", default=None, help="comma-separated cases columns whose effects are preserved")
+    p.add_argument("--ref-batch", default=None, help="batch left unchanged; the others are mapped onto it")
+    p.add_argument("--transform", default=None, choices=("log", "yeo-johnson", "quantile-normal"),
+                   help="per-feature transform applied before ComBat and inverted after")
+    p.add_argument("--nonparametric", action="store_true", help="non-parametric empirical Bayes priors")
+    p.add_argument("--no-eb", action="store_true", help="no empirical Bayes shrinkage")
+    p.add_argument("--mean-only", action="store_true", help="adjust locations only, not scales")
+    p.add_argument("--model", default=None, help="apply this saved model (model.json) instead of fitting one")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds of the site classifier")
+    p.add_argument("--seed", type=int, default=0, help="random_state of the classifier's fold split")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def _harmonize(args: argparse.Namespace) -> int:
+    from harmony import harmonize, schema
+    from harmony.io import read_table
+
+    features = read_table(args.features, schema.FEATURES)
+    cases = harmonize.read_cases(args.cases) if args.cases else None
+    covariates = [c.strip() for c in args.covariates.split(",") if c.strip()] if args.covariates else None
+    if args.model:
+        options = {"model": harmonize.ComBat.load(args.model)}
+    else:
+        options = {"parametric": not args.nonparametric, "eb": not args.no_eb, "mean_only": args.mean_only,
+                   "ref_batch": args.ref_batch, "transform": args.transform}
+    metrics = harmonize.run_harmonization(features, args.out, cases, batch=args.batch or schema.SITE,
+                                          covariates=covariates,
+                                          n_splits=args.folds, random_state=args.seed, **options)
+    summary = metrics["summary"].pivot(index=schema.METRIC, columns=schema.STAGE, values=schema.ESTIMATE)
+    print(summary[[c for c in ("raw", "combat") if c in summary.columns]].round(3).to_string())
+    print(f"harmonized {features[schema.CASE_ID].nunique()} cases -> {Path(args.out)}")
+    return EXIT_OK
+
+
+# -- harmony perturb ----------------------------------------------------------------------------------
+
+def _perturb_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cases", help="cases CSV: case_id,image,mask,site[,covariates...], paths relative to it")
+    p.add_argument("design", help="perturbation design (TOML: [[grid]] and [[draw]] tables)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="experiment seed the design's draws and spec seeds come from")
+    p.add_argument("--params", default=None, help="pyradiomics parameters: bin settings equal to them are identities")
+    p.add_argument("--label", type=int, default=1, help="mask label of the ROI (default 1)")
+    p.add_argument("--save-images", action="store_true", help="write each variant's image and mask as NRRD")
+    p.add_argument("--full-images", action="store_true", help="save whole images, not the mask's neighbourhood")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_set(p, "design")
+
+
+def _perturb(args: argparse.Namespace) -> int:
+    from harmony import schema
+    from harmony.cases import load_cases
+    from harmony.config import load
+    from harmony.extract import load_params
+    from harmony.io import build_manifest, now_utc, write_manifest, write_table
+    from harmony.perturb import DESIGN, expand_design, perturb_cases, variants_table
+
+    started = now_utc()
+    design = load(args.design, DESIGN, args.overrides)
+    params = load_params(args.params) if args.params else None
+    variants = expand_design(design, seed=args.seed, base_params=params, source=args.design)
+    cases = load_cases(args.cases, label=args.label)
+    out = Path(args.out)
+    write_table(variants_table(variants), out / "variants.parquet", schema.VARIANTS)
+    failures = perturb_cases(cases, variants, out_dir=out, save_images=args.save_images,
+                             full_images=args.full_images, label=args.label, progress=False if args.quiet else None)
     write_table(failures, out / "failures.parquet", schema.FAILURES)
-    manifest = build_manifest(
-        command="extract", config={"params": params, "label": label, "cases": str(Path(args.cases).resolve())},
-        started=started, tasks={"total": len(cases), "done": len(cases) - len(failures), "failed": len(failures)},
-        settings_hash=stable_hash(params, length=64), diagnostics=diagnostics,
-    )
-    write_manifest(out, manifest)
-    n_features = features[schema.FEATURE].nunique()
-    log.info("wrote %s", out)
-    print(f"{len(cases) - len(failures)} of {len(cases)} cases extracted, {n_features} features each -> {out}")
+    total = len(cases) * len(variants)
+    write_manifest(out, build_manifest(
+        command="perturb", config={"design": design, "params": params, "label": args.label,
+                                   "cases": str(Path(args.cases).resolve())},
+        seeds={"experiment": args.seed}, started=started,
+        tasks={"total": total, "done": total - len(failures), "failed": len(failures)}, n_variants=len(variants)))
+    print(f"{len(variants)} variants x {len(cases)} cases -> {out / 'variants.parquet'}")
     if len(failures):
-        print(f"{len(failures)} case(s) failed; see {out / 'failures.parquet'}", file=sys.stderr)
+        print(f"{len(failures)} variant(s) could not be made for some case; see {out / 'failures.parquet'}",
+              file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -109,6 +306,12 @@ COMMANDS: list[Command] = [
     ("validate", "check an experiment config and print it resolved", _validate_args, _validate),
     ("extract", "extract pyradiomics features of a cases CSV", _extract_args, _extract),
     ("versions", "print the versions that go into every manifest", _versions_args, _versions),
+    ("phantoms", "simulate a multi-scanner phantom cohort with known truth", _phantoms_args, _phantoms),
+    ("perturb", "expand a perturbation design into variants and make them for every case", _perturb_args, _perturb),
+    ("gate", "extractor-change gate (baseline, check) and IBSI compliance (ibsi)", _gate_args, _gate),
+    ("reliability", "ICC, CCC and CoV of every feature per perturbation kind; stable features", _reliability_args,
+     _reliability),
+    ("harmonize", "ComBat-harmonize features across sites and measure the site effect", _harmonize_args, _harmonize),
 ]
 
 

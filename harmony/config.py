@@ -235,16 +235,15 @@ def _cases_check(section: dict) -> str | None:
     return None
 
 
-def _cohort_check(value: Any) -> str | None:
-    return None if isinstance(value, (str, dict)) else "expected a path to a cohort TOML or an inline table"
-
-
 def experiment_schema() -> Section:
     """The experiment config's schema. Each stage module owns the schema of its own section.
 
     Stage schemas are imported here, at call time, because stage modules import this module's
     :class:`Field` and :class:`Section`.
     """
+    from harmony.phantoms import cohort_field_check
+    from harmony.perturb import DESIGN as perturb_design
+
     return Section(
         {
             "experiment": Section(
@@ -258,7 +257,7 @@ def experiment_schema() -> Section:
             "cases": Section(
                 {
                     "csv": Field(str, "", doc="A cases CSV (case_id,image,mask,site,...), paths relative to it."),
-                    "cohort": Field(object, "", check=_cohort_check,
+                    "cohort": Field(object, "", check=cohort_field_check,
                                     doc="A phantom cohort: path to its TOML, or an inline table."),
                     "label": Field(int, 1, min=1, doc="Mask label to extract."),
                     "geometry_tolerance": Field(float, 1e-4, min=0.0,
@@ -273,23 +272,15 @@ def experiment_schema() -> Section:
                                                     "featureClass), merged over params; checked by pyradiomics."),
                 }
             ),
-            # perturbations: replaced by harmony.perturb's design schema
-            "perturbations": Field(dict, {}, doc="The perturbation design; see harmony.perturb."),
-            # engine: replaced by harmony.engine's schema
-            "engine": Section(
-                {
-                    "executor": Field(str, "processes", choices=("serial", "processes", "dask")),
-                    "workers": Field(int, 0, min=0, doc="Worker count; 0 means one per core."),
-                    "scheduler": Field(str, "", doc="Dask scheduler address; empty starts a LocalCluster."),
-                    "repeats": Field(int, 1, min=1, doc="Repeats of every (case, variant) task."),
-                }
-            ),
-            # reliability: replaced by harmony.reliability's schema
-            "reliability": Field(dict, {}, doc="ICC form, thresholds and judging rule; see harmony.reliability."),
-            # harmonization: replaced by harmony.harmonize's schema
-            "harmonization": Field(dict, {}, doc="ComBat options; see harmony.harmonize."),
-            # gate: replaced by harmony.gate's schema
-            "gate": Field(dict, {}, doc="Extractor-change gate tolerances; see harmony.gate."),
+            "perturbations": perturb_design,
+            # engine: harmony.engine's schema (executor, workers, scheduler, repeats, retry_failed)
+            "engine": __import__("harmony.engine", fromlist=["SETTINGS"]).SETTINGS,
+            # reliability: harmony.reliability's schema (ICC form, thresholds, judging rule), imported at call time
+            "reliability": __import__("harmony.reliability", fromlist=["SETTINGS"]).SETTINGS,
+            # harmonization: harmony.harmonize's schema (ComBat options), imported at call time
+            "harmonization": __import__("harmony.harmonize", fromlist=["SETTINGS"]).SETTINGS,
+            # gate: harmony.gate's schema (reference set, tolerances), imported at call time
+            "gate": __import__("harmony.gate", fromlist=["SETTINGS"]).SETTINGS,
             "report": Section({"enabled": Field(bool, True)}),
         }
     )

@@ -46,7 +46,7 @@ ORIGINAL = "original"
 DIAGNOSTICS_PREFIX = "diagnostics_"
 
 ICC_METRICS = ("ICC(1,1)", "ICC(A,1)", "ICC(C,1)", "ICC(1,k)", "ICC(A,k)", "ICC(C,k)")
-RELIABILITY_METRICS = ICC_METRICS + ("CCC", "CoV")
+RELIABILITY_METRICS = ICC_METRICS + ("CCC", "CoV", "range")  # range: descriptive, in feature units
 STAGES = ("raw", "combat")
 
 _KINDS = {"str", "float64", "int64", "bool"}

@@ -109,7 +109,7 @@ def test_extract_command_end_to_end_with_an_isolated_failure(tmp_path, capsys):
     code = main(["extract", str(tmp_path / "data" / "cases.csv"), "--params", str(tmp_path / "p.yaml"),
                  "--out", str(out), "--quiet"])
     assert code == 1
-    assert "1 case(s) failed" in capsys.readouterr().err
+    assert "1 task(s) failed" in capsys.readouterr().err
     features = pd.read_parquet(out / "features.parquet")
     failures = pd.read_parquet(out / "failures.parquet")
     assert set(features[schema.CASE_ID]) == {cases[schema.CASE_ID][0]}
@@ -119,7 +119,7 @@ def test_extract_command_end_to_end_with_an_isolated_failure(tmp_path, capsys):
     assert manifest["versions"]["pyradiomics"] and manifest["versions"]["SimpleITK"]
     assert manifest["config"]["params"]["setting"]["binWidth"] == 1
     assert len(manifest["settings_hash"]) == 64
-    assert "diagnostics_Versions_PyRadiomics" in manifest["diagnostics"]["ibsi_phantom"]
+    assert manifest["tasks"] == {"total": 2, "done": 1, "failed": 1, "resumed": 0}
 
 
 def test_extract_command_rejects_bad_settings_before_reading_images(tmp_path, capsys):

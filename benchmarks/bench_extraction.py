@@ -1,0 +1,114 @@
+"""Time harmony's extraction engine against a naive loop of pyradiomics ``execute`` on the same 27 variants.
+
+Case: ``lung1`` (CT, 512x512x48) from the pyradiomics sample data in ``$HARMONY_REFERENCE_DATA``
+(default ``../shared/data``). Settings: Original + LoG (sigma 1, 2, 3 mm) + Wavelet, all feature classes,
+binWidth 25. Design: 3 image variants (the original and two Gaussian noise draws of 10 HU) x 3 bin widths
+(12.5, 25, 50) x 3 masks (eroded 1 mm, as drawn, dilated 1 mm) = 27 variants.
+
+(a) naive: for each variant, ``variant.apply`` then ``RadiomicsFeatureExtractor.execute``;
+(b) ``engine.run_tasks`` with one worker (``executor="serial"``: this process);
+(c) ``engine.run_tasks`` with two worker processes.
+The feature values of (b) and (c) are compared with (a). The last line is machine-readable:
+``ratio_1worker=<naive/(b)> ratio_2workers=<naive/(c)> max_rel_diff=<largest relative difference>``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from harmony import schema
+from harmony.engine import run_tasks
+from harmony.extract import make_extractor, split_result
+from harmony.perturb import expand_design
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("HARMONY_REFERENCE_DATA", ROOT.parent / "shared" / "data")) / "pyradiomics_cases"
+PARAMS = {"setting": {"binWidth": 25, "label": 1},
+          "imageType": {"Original": {}, "LoG": {"sigma": [1.0, 2.0, 3.0]}, "Wavelet": {}}}
+DESIGN = {"grid": [{"noise": {"level": [0.0, 10.0], "repeats": 2},
+                    "erode_dilate": {"distance_mm": [-1.0, 0.0, 1.0]},
+                    "bin_width": {"width": [12.5, 25.0, 50.0]}}]}
+CASE_ID = "lung1"
+
+
+def naive(image: sitk.Image, mask: sitk.Image, variants: list) -> pd.DataFrame:
+    """What a user without harmony writes: perturb, then execute, one variant at a time."""
+    extractors: dict[str, object] = {}
+    rows = []
+    for variant in variants:
+        params = variant.apply_settings(PARAMS)
+        key = repr(params)
+        if key not in extractors:
+            extractors[key] = make_extractor(params)
+        v_image, v_mask = variant.apply(image, mask, case_id=CASE_ID)
+        features = split_result(extractors[key].execute(v_image, v_mask)).features
+        rows += [(variant.variant_id, name, value) for name, value in features.items()]
+    return pd.DataFrame(rows, columns=[schema.VARIANT_ID, schema.FEATURE, schema.VALUE])
+
+
+def values(features: pd.DataFrame) -> pd.Series:
+    return features.set_index([schema.VARIANT_ID, schema.FEATURE])[schema.VALUE].sort_index()
+
+
+def max_rel_diff(a: pd.Series, b: pd.Series) -> float:
+    if not a.index.equals(b.index):
+        raise SystemExit(f"feature sets differ: {len(a.index.symmetric_difference(b.index))} keys")
+    x, y = a.to_numpy(), b.to_numpy()
+    both_nan = np.isnan(x) & np.isnan(y)
+    diff = np.abs(x - y) / np.maximum(np.maximum(np.abs(x), np.abs(y)), np.finfo(float).tiny)
+    return float(np.max(np.where(both_nan, 0.0, diff)))
+
+
+def main() -> int:
+    image_path, mask_path = DATA / f"{CASE_ID}_image.nrrd", DATA / f"{CASE_ID}_label.nrrd"
+    if not image_path.is_file():
+        print(f"reference data not found: {image_path} (set HARMONY_REFERENCE_DATA)", file=sys.stderr)
+        return 2
+    variants = expand_design(DESIGN, seed=0, base_params=PARAMS)
+    kinds = pd.Series([v.kind for v in variants]).value_counts().to_dict()
+    print(f"{len(variants)} variants of {CASE_ID} ({len({v.image_key for v in variants})} images): {kinds}")
+    cases = pd.DataFrame({schema.CASE_ID: [CASE_ID], schema.SITE: ["pyradiomics"],
+                          schema.IMAGE: [str(image_path)], schema.MASK: [str(mask_path)]})
+    timings: dict[str, float] = {}
+    results: dict[str, pd.Series] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_extraction_") as tmp:
+        for name, executor, workers in (("engine, 1 worker", "serial", 1), ("engine, 2 workers", "processes", 2)):
+            start = time.perf_counter()
+            run = run_tasks(cases, variants, PARAMS, Path(tmp) / executor, executor=executor, workers=workers,
+                            progress=False)
+            timings[name] = time.perf_counter() - start
+            if run.failed:
+                print(run.failures.to_string(), file=sys.stderr)
+                return 1
+            results[name] = values(run.features)
+            print(f"{name}: {timings[name]:.1f} s")
+    start = time.perf_counter()
+    results["naive"] = values(naive(sitk.ReadImage(str(image_path)), sitk.ReadImage(str(mask_path)), variants))
+    timings["naive"] = time.perf_counter() - start
+    print(f"naive: {timings['naive']:.1f} s")
+
+    diff = max(max_rel_diff(results["naive"], results[k]) for k in ("engine, 1 worker", "engine, 2 workers"))
+    identical = results["engine, 1 worker"].equals(results["engine, 2 workers"])
+    print(f"\n1 and 2 workers bit-identical: {identical}\n")
+    print("| run (27 variants of lung1) | seconds | per variant | speed-up |")
+    print("|---|---:|---:|---:|")
+    for name in ("naive", "engine, 1 worker", "engine, 2 workers"):
+        label = "naive loop: apply + `execute`" if name == "naive" else f"harmony {name}"
+        print(f"| {label} | {timings[name]:.1f} | {timings[name] / len(variants):.2f} | "
+              f"{timings['naive'] / timings[name]:.1f}x |")
+    print()
+    print(f"ratio_1worker={timings['naive'] / timings['engine, 1 worker']:.2f} "
+          f"ratio_2workers={timings['naive'] / timings['engine, 2 workers']:.2f} max_rel_diff={diff:.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
