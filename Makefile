@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.harmony-installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean browser
 
 install: $(STAMP)
 
@@ -16,13 +16,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
 	touch $(STAMP)
 
-# Until the quickstart experiment exists: write the IBSI digital phantom and extract it.
+# The quickstart experiment: a simulated 3-scanner cohort, perturbed, extracted, assessed, harmonized.
 demo: $(STAMP)
-	@echo "demo: extracting the built-in IBSI 1 digital phantom (the quickstart experiment is not built yet)"
-	$(BIN)/python -c "from harmony.phantoms import write_ibsi_phantom; write_ibsi_phantom('reports/demo')"
-	$(BIN)/harmony extract reports/demo/cases.csv --params experiments/params/ibsi.yaml --out reports/demo
+	$(BIN)/harmony run experiments/quickstart.toml --out reports/quickstart
+	@echo "demo: open reports/quickstart/report.html"
 
-test: $(STAMP)
+# The report's browser test needs Chromium: install it when absent and we may (root or sudo); never fail here.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else exit 0; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	  { $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; } || \
+	  echo "make: could not install chromium; the browser test will skip"; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15
 
 clean:

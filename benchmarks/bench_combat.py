@@ -10,12 +10,12 @@ Run: ``.venv/bin/python benchmarks/bench_combat.py [--samples N --features G --s
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import pandas as pd
 
 from harmony.harmonize import ComBat, neurocombat
+from timing import best_of
 
 
 def simulate(n_samples: int, n_features: int, n_sites: int, rng: np.random.Generator):
@@ -28,15 +28,6 @@ def simulate(n_samples: int, n_features: int, n_sites: int, rng: np.random.Gener
     X = (rng.normal(10, 2, n_features) + 0.03 * np.outer(age, rng.normal(size=n_features))
          + shift[codes] + scale[codes] * rng.normal(size=(n_samples, n_features)))
     return X, site, pd.DataFrame({"age": age})
-
-
-def best_of(repeats: int, fn):
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def main() -> None:

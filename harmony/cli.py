@@ -298,6 +298,39 @@ def _perturb(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- harmony run --------------------------------------------------------------------------------------
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="experiment config (TOML), e.g. experiments/quickstart.toml")
+    p.add_argument("--out", help="run directory (default: the config's experiment.out, or reports/<name>)")
+    p.add_argument("--executor", choices=("serial", "processes", "dask"), help="override engine.executor")
+    p.add_argument("--workers", type=int, help="override engine.workers (0: one per core)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_set(p)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from harmony.pipeline import run_config
+
+    overrides = list(args.overrides)
+    if args.executor:
+        overrides.append(f"engine.executor={args.executor}")
+    if args.workers is not None:
+        overrides.append(f"engine.workers={args.workers}")
+    summary = run_config(args.config, overrides, out=args.out, progress=False if args.quiet else None)
+    for stage, status in summary.stages.items():
+        print(f"{stage:<14} {status}")
+    tasks = summary.tasks
+    stable = "" if summary.n_stable is None else f", {summary.n_stable} stable"
+    print(f"{summary.n_cases} cases x {summary.n_variants} variants: {tasks.get('done', 0)} of "
+          f"{tasks.get('total', 0)} extractions done, {summary.n_features} features{stable} "
+          f"({summary.seconds:.0f} s) -> {summary.report or summary.run_dir}")
+    if tasks.get("failed"):
+        print(f"{tasks['failed']} task(s) failed; see the report's failures section", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 # -- the command table --------------------------------------------------------------------------------
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -312,6 +345,8 @@ COMMANDS: list[Command] = [
     ("reliability", "ICC, CCC and CoV of every feature per perturbation kind; stable features", _reliability_args,
      _reliability),
     ("harmonize", "ComBat-harmonize features across sites and measure the site effect", _harmonize_args, _harmonize),
+    ("run", "run an experiment end to end: cohort, perturbations, extraction, reliability, harmonization, report",
+     _run_args, _run),
 ]
 
 

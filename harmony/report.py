@@ -1,0 +1,575 @@
+"""Figures (matplotlib) and the self-contained HTML report of a run directory.
+
+Plots only: every number shown comes from the run's tables (reliability, harmonized features and the
+harmonization metrics) or its manifest; this module reshapes them, it computes no statistics. The one
+exception is the PCA projection of the harmonized features, a display device.
+
+The page is a single HTML file: figures are embedded as base64 PNG data URIs (no network), and also saved
+as PNG files in ``<run>/figures/``. Every case id, feature name and config value is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io as _io
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: the report is rendered off-screen, also on machines with a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from harmony import harmonization_metrics as hm  # noqa: E402
+from harmony import pipeline, schema  # noqa: E402
+from harmony.io import MANIFEST_NAME, read_json, read_table, write_text  # noqa: E402
+from harmony.reliability import ALL as ALL_PERTURBATIONS  # noqa: E402
+from harmony.reliability import feature_verdicts, resolve_settings, summary_counts  # noqa: E402
+
+#: Koo & Li (2016) bands for reading an ICC: poor < 0.5 <= moderate < 0.75 <= good < 0.9 <= excellent.
+KOO_LI_BANDS = ((0.0, 0.5, "poor", "#f4c7c3"), (0.5, 0.75, "moderate", "#fce8b2"),
+                (0.75, 0.9, "good", "#d9ead3"), (0.9, 1.0, "excellent", "#b7e1cd"))
+#: Preference order when the manifest does not name the ICC form the run judged on.
+_ICC_PREFERENCE = ("ICC(A,1)", "ICC(C,1)", "ICC(1,1)", "ICC(A,k)", "ICC(C,k)", "ICC(1,k)", "CCC")
+HEATMAP_TOP_N = 40
+#: Column of reliability.feature_verdicts naming the perturbation of a feature's weakest check.
+WORST_PERTURBATION = "worst_perturbation"
+TABLE_ROW_LIMIT = 200
+_SITE_COLOURS = plt.get_cmap("tab10")
+
+
+# -- small helpers ------------------------------------------------------------------------------------
+
+def _axes(ax, figsize=(7.0, 4.0)):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+        return fig, ax
+    return ax.figure, ax
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def primary_metric(reliability: pd.DataFrame, manifest: Mapping[str, Any] | None = None) -> str:
+    """The reliability metric the report shows: the run's configured ICC form when present in the table.
+
+    >>> rel = pd.DataFrame({"metric": ["CCC", "ICC(C,1)"]})
+    >>> primary_metric(rel), primary_metric(rel, {"config": {"reliability": {"icc": "CCC"}}})
+    ('ICC(C,1)', 'CCC')
+    """
+    present = list(dict.fromkeys(reliability[schema.METRIC]))
+    configured = ((manifest or {}).get("config") or {}).get("reliability") or {}
+    wanted = configured.get("icc") if isinstance(configured, Mapping) else None
+    if wanted in present:
+        return wanted
+    for metric in _ICC_PREFERENCE:
+        if metric in present:
+            return metric
+    if not present:
+        raise ValueError("the reliability table is empty: no metric to show")
+    return present[0]
+
+
+def _perturbation_order(kinds: Iterable[str]) -> list[str]:
+    """Single perturbation families alphabetically, then the whole design ``all``."""
+    kinds = {str(k) for k in kinds}
+    return sorted(kinds - {ALL_PERTURBATIONS}) + ([ALL_PERTURBATIONS] if ALL_PERTURBATIONS in kinds else [])
+
+
+def _kinds_of(reliability: pd.DataFrame) -> list[str]:
+    return _perturbation_order(reliability[schema.PERTURBATION])
+
+
+# -- figures ------------------------------------------------------------------------------------------
+
+def plot_icc_distribution(reliability: pd.DataFrame, metric: str | None = None, ax=None) -> Figure:
+    """Box plot of every feature's reliability estimate, one box per perturbation kind, over Koo & Li bands."""
+    metric = metric or primary_metric(reliability)
+    rows = reliability[reliability[schema.METRIC] == metric]
+    kinds = _kinds_of(rows)
+    fig, ax = _axes(ax, figsize=(7.5, 0.55 * len(kinds) + 1.6))
+    for low, high, name, colour in KOO_LI_BANDS:
+        ax.axvspan(low, high, color=colour, alpha=0.6, lw=0, zorder=0)
+        ax.text((low + high) / 2, 1.0, name, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                fontsize=8, color="#555555")
+    data = [rows.loc[rows[schema.PERTURBATION] == k, schema.ESTIMATE].dropna().to_numpy() for k in kinds]
+    if kinds:
+        ax.boxplot(data, orientation="horizontal", tick_labels=kinds, widths=0.55, showfliers=False,
+                   patch_artist=True, boxprops={"facecolor": "white", "alpha": 0.85}, medianprops={"color": "#1f4e79"},
+                   zorder=2)
+        for i, values in enumerate(data, start=1):
+            jitter = np.linspace(-0.18, 0.18, len(values)) if len(values) > 1 else np.zeros(len(values))
+            ax.scatter(values, i + jitter, s=7, color="#1f4e79", alpha=0.45, lw=0, zorder=3)
+    low = min([0.0] + [float(np.min(v)) for v in data if len(v)])
+    ax.set_xlim(max(low, -1.0) - 0.02, 1.02)
+    ax.set_xlabel(f"{metric} per feature (higher = more reproducible)")
+    ax.set_ylabel("perturbation kind")
+    ax.invert_yaxis()
+    return fig
+
+
+def heatmap_features(reliability: pd.DataFrame, metric: str, top_n: int = HEATMAP_TOP_N) -> tuple[pd.DataFrame, bool]:
+    """Features x perturbation kinds matrix of ``metric``; when there are more than ``top_n`` features, the
+    ``top_n`` whose estimate varies most between kinds (they tell kinds apart). Returns (matrix, truncated).
+    """
+    rows = reliability[reliability[schema.METRIC] == metric]
+    matrix = rows.pivot_table(index=schema.FEATURE, columns=schema.PERTURBATION, values=schema.ESTIMATE,
+                              aggfunc="first")
+    matrix = matrix[_perturbation_order(matrix.columns)]
+    truncated = len(matrix) > top_n
+    if truncated:
+        spread = (matrix.max(axis=1) - matrix.min(axis=1)).fillna(0.0)
+        order = pd.DataFrame({"spread": spread, "low": matrix.min(axis=1).fillna(0.0)})
+        keep = order.sort_values(["spread", "low"], ascending=[False, True]).index[:top_n]
+        matrix = matrix.loc[keep]
+    if ALL_PERTURBATIONS in matrix.columns:
+        matrix = matrix.sort_values(ALL_PERTURBATIONS, ascending=False)
+    return matrix, truncated
+
+
+def plot_icc_heatmap(reliability: pd.DataFrame, metric: str | None = None, top_n: int = HEATMAP_TOP_N,
+                     ax=None) -> Figure:
+    """Heatmap of ``metric`` for features (rows) x perturbation kinds (columns), 0 (red) to 1 (green)."""
+    metric = metric or primary_metric(reliability)
+    matrix, truncated = heatmap_features(reliability, metric, top_n)
+    fig, ax = _axes(ax, figsize=(1.1 * max(len(matrix.columns), 3) + 4.5, 0.22 * len(matrix) + 1.8))
+    cmap = plt.get_cmap("RdYlGn").with_extremes(under="#7f0000", bad="#dddddd")
+    image = ax.imshow(matrix.to_numpy(dtype=float), aspect="auto", cmap=cmap, vmin=0.0, vmax=1.0,
+                      interpolation="nearest")
+    ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=30, ha="right")
+    ax.set_yticks(range(len(matrix)), [str(f) for f in matrix.index], fontsize=7)
+    ax.tick_params(length=0)
+    title = f"{metric} by perturbation kind"
+    if truncated:
+        title += f" ({len(matrix)} most kind-dependent features)"
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, label=metric, extend="min", shrink=0.8)
+    return fig
+
+
+def plot_site_effect(site_effects: pd.DataFrame, ax=None, alpha: float = 0.05) -> Figure:
+    """Per feature, the site-effect p value before (x) and after (y) harmonization, as -log10(p).
+
+    ``site_effects`` is harmonize's table (:data:`harmony.harmonization_metrics.SITE_EFFECTS`): one row per
+    feature, stage and test; the Benjamini-Hochberg adjusted p value is plotted, so the dashed lines at
+    p = ``alpha`` separate the features judged significant. Points below the diagonal lost site effect.
+    """
+    fig, ax = _axes(ax, figsize=(5.4, 4.6))
+    wide = site_effects.pivot_table(index=[schema.FEATURE, hm.TEST], columns=schema.STAGE, values=hm.PVALUE_BH,
+                                    aggfunc="first")
+    score = -np.log10(wide.clip(lower=1e-300))
+    for i, (test, group) in enumerate(score.groupby(level=hm.TEST)):
+        if {"raw", "combat"} <= set(group.columns):
+            ax.scatter(group["raw"], group["combat"], s=14, alpha=0.7, label=str(test), color=_SITE_COLOURS(i))
+    top = float(np.nanmax(score.to_numpy())) if score.size else 1.0
+    top = max(top, -np.log10(alpha)) * 1.05
+    ax.plot([0, top], [0, top], color="#888888", lw=1)
+    for line in (ax.axvline, ax.axhline):
+        line(-np.log10(alpha), color="#c0392b", lw=1, ls="--")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("site effect before, -log10(adjusted p)")
+    ax.set_ylabel("site effect after ComBat, -log10(adjusted p)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(title="test", fontsize=8)
+    return fig
+
+
+def pca_scores(harmonized: pd.DataFrame, stage: str) -> pd.DataFrame:
+    """First two principal components of the standardised original-variant features of one stage.
+
+    Features missing for some case or constant are left out. Returns columns case_id, site, PC1, PC2 and
+    the explained variance ratios in ``.attrs["explained"]``.
+    """
+    from sklearn.decomposition import PCA
+
+    rows = harmonized[(harmonized[schema.STAGE] == stage) & (harmonized[schema.VARIANT_ID] == schema.ORIGINAL)]
+    rows = rows[rows[schema.REPEAT] == rows[schema.REPEAT].min()] if len(rows) else rows
+    site = rows.drop_duplicates(schema.CASE_ID).set_index(schema.CASE_ID)[schema.SITE]
+    wide = schema.wide_features(rows, index=(schema.CASE_ID,)).set_index(schema.CASE_ID)
+    wide.index = pd.MultiIndex.from_arrays([wide.index, site.reindex(wide.index)], names=[schema.CASE_ID, schema.SITE])
+    wide = wide.dropna(axis=1)
+    wide = wide.loc[:, wide.std(axis=0) > 0]
+    if wide.shape[0] < 3 or wide.shape[1] < 2:
+        raise ValueError(f"PCA of stage {stage!r} needs >= 3 cases and >= 2 varying features, "
+                         f"got {wide.shape[0]} cases x {wide.shape[1]} features")
+    z = (wide - wide.mean()) / wide.std(axis=0)
+    pca = PCA(n_components=2, svd_solver="full")
+    scores = pca.fit_transform(z.to_numpy())
+    out = wide.index.to_frame(index=False)
+    out["PC1"], out["PC2"] = scores[:, 0], scores[:, 1]
+    out.attrs["explained"] = pca.explained_variance_ratio_.tolist()
+    return out
+
+
+def plot_pca(harmonized: pd.DataFrame, stage: str = "raw", ax=None) -> Figure:
+    """Cases on the first two principal components of their features, coloured by site."""
+    fig, ax = _axes(ax, figsize=(5.0, 4.4))
+    scores = pca_scores(harmonized, stage)
+    for i, (site, group) in enumerate(scores.groupby(schema.SITE, sort=True)):
+        ax.scatter(group["PC1"], group["PC2"], s=26, alpha=0.85, label=str(site), color=_SITE_COLOURS(i % 10),
+                   edgecolor="white", lw=0.5)
+    explained = scores.attrs["explained"]
+    ax.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)")
+    ax.set_ylabel(f"PC2 ({explained[1]:.0%} of variance)")
+    ax.set_title({"raw": "before harmonization", "combat": "after ComBat"}.get(stage, stage), fontsize=10)
+    ax.legend(title="site", fontsize=8, markerscale=0.9)
+    return fig
+
+
+def plot_truth_correlation(truth_correlation: pd.DataFrame, ax=None) -> Figure:
+    """Per feature and truth variable, |r| with the truth before (x) and after (y) harmonization.
+
+    ``truth_correlation`` is harmonize's table (:data:`harmony.harmonization_metrics.TRUTH_CORRELATION`).
+
+    Points on the diagonal kept their biology; points above it gained signal once site noise was removed.
+    """
+    fig, ax = _axes(ax, figsize=(5.4, 4.6))
+    wide = truth_correlation.pivot_table(index=[schema.FEATURE, hm.TRUTH], columns=schema.STAGE,
+                                         values=schema.ESTIMATE, aggfunc="first").abs()
+    for i, (truth, group) in enumerate(wide.groupby(level=hm.TRUTH)):
+        if {"raw", "combat"} <= set(group.columns):
+            label = str(truth).removeprefix(schema.TRUTH_PREFIX)
+            ax.scatter(group["raw"], group["combat"], s=14, alpha=0.7, label=label, color=_SITE_COLOURS(i % 10))
+    ax.plot([0, 1], [0, 1], color="#888888", lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("|r| with the truth, before")
+    ax.set_ylabel("|r| with the truth, after ComBat")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(title="truth variable", fontsize=8)
+    return fig
+
+
+def figure_png(fig: Figure) -> bytes:
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+# -- the run's tables -----------------------------------------------------------------------------------
+
+def _read_optional(run_dir: Path, key: str, spec: schema.TableSpec) -> pd.DataFrame | None:
+    path = run_dir / pipeline.FILES[key]
+    return read_table(path, spec) if path.is_file() else None
+
+
+def load_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The tables and manifest of a run directory (absent optional tables are ``None``)."""
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / MANIFEST_NAME
+    return {
+        "manifest": read_json(manifest_path) if manifest_path.is_file() else {},
+        "cases": _read_optional(run_dir, "cases", schema.CASES),
+        "variants": _read_optional(run_dir, "variants", schema.VARIANTS),
+        "features": _read_optional(run_dir, "features", schema.FEATURES),
+        "failures": _read_optional(run_dir, "failures", schema.FAILURES),
+        "reliability": _read_optional(run_dir, "reliability", schema.RELIABILITY),
+        "harmonized": _read_optional(run_dir, "harmonized", schema.HARMONIZED),
+        "site_effects": _read_optional(run_dir, "site_effects", hm.SITE_EFFECTS),
+        "truth_correlation": _read_optional(run_dir, "truth_correlation", hm.TRUTH_CORRELATION),
+        "harmonization_summary": _read_optional(run_dir, "harmonization_summary", hm.SUMMARY),
+    }
+
+
+# -- HTML ---------------------------------------------------------------------------------------------
+
+_CSS = """
+:root { --ink:#1d2733; --muted:#5b6b7c; --line:#dde3ea; --accent:#1f4e79; --soft:#f5f8fb; }
+* { box-sizing: border-box; }
+body { margin:0; font:15px/1.55 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+       color:var(--ink); background:#eef2f6; }
+header { background:var(--accent); color:white; padding:26px 40px 20px; }
+header h1 { margin:0 0 4px; font-size:26px; font-weight:600; }
+header p { margin:0; opacity:.85; }
+nav { background:white; border-bottom:1px solid var(--line); padding:10px 40px; position:sticky; top:0; }
+nav a { color:var(--accent); text-decoration:none; margin-right:22px; font-weight:500; }
+main { max-width:1100px; margin:0 auto; padding:24px 24px 60px; }
+section { background:white; border:1px solid var(--line); border-radius:8px; padding:22px 28px; margin:0 0 22px; }
+h2 { margin:0 0 10px; font-size:21px; color:var(--accent); }
+h3 { margin:22px 0 8px; font-size:16px; }
+.read { background:var(--soft); border-left:4px solid var(--accent); padding:10px 14px; margin:8px 0 16px;
+        color:#2c3e50; }
+.read b { color:var(--accent); }
+.cards { display:flex; flex-wrap:wrap; gap:12px; margin:6px 0 8px; }
+.card { flex:1 1 130px; border:1px solid var(--line); border-radius:6px; padding:10px 14px; background:var(--soft); }
+.card .n { font-size:24px; font-weight:600; color:var(--accent); }
+.card .l { font-size:12px; color:var(--muted); text-transform:uppercase; letter-spacing:.04em; }
+figure { margin:12px 0; text-align:center; }
+figure img { max-width:100%; height:auto; border:1px solid var(--line); border-radius:4px; }
+figcaption { font-size:13px; color:var(--muted); margin-top:6px; }
+.pair { display:flex; flex-wrap:wrap; gap:10px; justify-content:center; }
+.pair figure { flex:1 1 420px; }
+table { border-collapse:collapse; width:100%; font-size:13px; }
+th, td { padding:5px 10px; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
+th { background:var(--soft); font-weight:600; position:sticky; top:0; }
+td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
+tbody tr:nth-child(even) { background:#fafbfc; }
+.scroll { max-height:420px; overflow:auto; border:1px solid var(--line); border-radius:4px; }
+code, pre { font-family:"SFMono-Regular", Consolas, "Liberation Mono", monospace; font-size:12.5px; }
+pre { background:var(--soft); padding:12px; border-radius:4px; overflow:auto; max-height:360px; }
+.muted { color:var(--muted); }
+.ok { color:#1e7b34; font-weight:600; } .bad { color:#b03a2e; font-weight:600; }
+footer { text-align:center; color:var(--muted); font-size:12px; padding:10px; }
+"""
+
+
+def _table(frame: pd.DataFrame, numeric: Sequence[str] = (), limit: int = TABLE_ROW_LIMIT, scroll: bool = True) -> str:
+    shown = frame.head(limit)
+    head = "".join(f'<th class="{"num" if c in numeric else ""}">{_e(c)}</th>' for c in shown.columns)
+    body = []
+    for row in shown.itertuples(index=False):
+        cells = "".join(f'<td class="{"num" if c in numeric else ""}">{_e(_fmt(v))}</td>'
+                        for c, v in zip(shown.columns, row))
+        body.append(f"<tr>{cells}</tr>")
+    out = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    if scroll:
+        out = f'<div class="scroll">{out}</div>'
+    if len(frame) > limit:
+        out += (f'<p class="muted">Showing the first {limit} of {len(frame)} rows; the full table is in the run '
+                "directory.</p>")
+    return out
+
+
+def _read(text: str) -> str:
+    return f'<div class="read"><b>How to read this.</b> {text}</div>'
+
+
+def _card(value: Any, label: str) -> str:
+    return f'<div class="card"><div class="n">{_e(value)}</div><div class="l">{_e(label)}</div></div>'
+
+
+class _Figures:
+    """Saves each figure as ``<run>/figures/<name>.png`` and returns its ``<figure>`` HTML with a data URI."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.saved: list[Path] = []
+
+    def __call__(self, name: str, fig: Figure, caption: str, alt: str) -> str:
+        png = figure_png(fig)
+        path = self.directory / f"{name}.png"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+        self.saved.append(path)
+        uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        return (f'<figure><img src="{uri}" alt="{_e(alt)}"><figcaption>{_e(caption)}</figcaption></figure>')
+
+
+def _summary_section(run: Mapping[str, Any]) -> str:
+    manifest = run["manifest"]
+    tasks = manifest.get("tasks") or {}
+    cases, features, reliability = run["cases"], run["features"], run["reliability"]
+    cards = []
+    if cases is not None:
+        cards += [_card(len(cases), "cases"), _card(cases[schema.SITE].nunique(), "sites")]
+    if run["variants"] is not None:
+        cards.append(_card(len(run["variants"]), "variants (incl. original)"))
+    if features is not None:
+        cards.append(_card(features[schema.FEATURE].nunique(), "features"))
+    if tasks:
+        cards.append(_card(f"{tasks.get('done', '?')}/{tasks.get('total', '?')}", "extractions done"))
+    failures = run["failures"]
+    cards.append(_card(0 if failures is None else len(failures), "failed tasks"))
+    if reliability is not None and len(reliability):
+        cards.append(_card(len(stable_features(reliability, manifest)), "stable features"))
+    config = manifest.get("config") or {}
+    description = (config.get("experiment") or {}).get("description", "") if isinstance(config, Mapping) else ""
+    versions = manifest.get("versions") or {}
+    provenance = [
+        ("config file", config.get("_source", "–") if isinstance(config, Mapping) else "–"),
+        ("config hash", manifest.get("config_hash", "–")),
+        ("seeds", json.dumps(manifest.get("seeds", {}), sort_keys=True)),
+        ("started", manifest.get("started", "–")),
+        ("finished", manifest.get("finished", "–")),
+        ("wall time", f"{manifest['wall_seconds']:.1f} s" if isinstance(manifest.get("wall_seconds"), (int, float))
+         else "–"),
+        ("tasks", json.dumps(tasks, sort_keys=True)),
+        ("pyradiomics", f"{versions.get('pyradiomics_distribution', '?')} {versions.get('pyradiomics', '?')}"),
+        ("platform", manifest.get("platform", "–")),
+    ]
+    prov = pd.DataFrame(provenance, columns=["item", "value"])
+    vers = pd.DataFrame(sorted(versions.items()), columns=["package", "version"])
+    return (
+        '<section id="summary"><h2>Run summary</h2>'
+        + (f"<p>{_e(description)}</p>" if description else "")
+        + _read("The cards count what went into this run. Everything below is computed from the tables in the "
+                "run directory; the provenance lists what is needed to reproduce it exactly (same config hash, "
+                "seeds and package versions give the same numbers).")
+        + f'<div class="cards">{"".join(cards)}</div>'
+        + "<h3>Provenance</h3>" + _table(prov, scroll=False)
+        + "<details><summary>Package versions</summary>" + _table(vers, scroll=False) + "</details>"
+        + "<details><summary>Resolved configuration</summary><pre>"
+        + _e(json.dumps(config, indent=2, sort_keys=True, default=str)) + "</pre></details></section>"
+    )
+
+
+def _reliability_settings(manifest: Mapping[str, Any] | None) -> dict[str, Any]:
+    return resolve_settings(((manifest or {}).get("config") or {}).get("reliability") or {})
+
+
+def stable_features(reliability: pd.DataFrame, manifest: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """The stable features' verdict rows (reliability.feature_verdicts, with the run's reliability settings),
+    best first; each row describes the feature's weakest check."""
+    verdicts = feature_verdicts(reliability, _reliability_settings(manifest))
+    if not len(verdicts):
+        return verdicts
+    return verdicts[verdicts[schema.STABLE]].sort_values(schema.ESTIMATE, ascending=False)
+
+
+def _why_not_run(run: Mapping[str, Any], stage: str, default: str) -> str:
+    record = (run["manifest"].get("stages") or {}).get(stage) or {}
+    return record.get(pipeline.NOT_RUN, default)
+
+
+def _stability_section(run: Mapping[str, Any], figures: _Figures) -> str:
+    reliability = run["reliability"]
+    if reliability is None or not len(reliability):
+        why = _why_not_run(run, "reliability", "no reliability table in this run")
+        return f'<section id="stability"><h2>Stability</h2><p class="muted">Not run: {_e(why)}.</p></section>'
+    manifest = run["manifest"]
+    metric = primary_metric(reliability, manifest)
+    kinds = _kinds_of(reliability[reliability[schema.METRIC] == metric])
+    n_features = reliability[schema.FEATURE].nunique()
+    dist = figures("icc_distribution", plot_icc_distribution(reliability, metric),
+                   f"{metric} of each feature under each perturbation kind; the coloured bands are Koo & Li's "
+                   "categories.", f"{metric} distribution per perturbation kind")
+    _, truncated = heatmap_features(reliability, metric)
+    heat_caption = (f"{metric} per feature (rows) and perturbation kind (columns). "
+                    + (f"Only the {HEATMAP_TOP_N} of {n_features} features whose {metric} differs most between kinds "
+                       "are shown; the full table is reliability.parquet." if truncated else
+                       f"All {n_features} features."))
+    heat = figures("icc_heatmap", plot_icc_heatmap(reliability, metric), heat_caption,
+                   "heatmap of features by perturbation kind")
+    counts = summary_counts(reliability, _reliability_settings(manifest)).reindex(kinds)
+    counts = counts.loc[:, (counts != 0).any(axis=0) | (counts.columns == schema.STABLE)].reset_index()
+    stable = stable_features(reliability, manifest)
+    columns = [schema.FEATURE, WORST_PERTURBATION, schema.METRIC, schema.ESTIMATE, schema.CI_LOW, schema.CI_HIGH,
+               schema.CATEGORY, schema.N_CASES]
+    stable_table = stable[columns].rename(columns={WORST_PERTURBATION: "weakest under"})
+    return (
+        '<section id="stability"><h2>Stability: which features survive perturbation</h2>'
+        + _read(f"Each feature was extracted from every case under every perturbation variant. {metric} "
+                "measures how well the cases keep their ranking and values across variants: near 1, a feature "
+                "describes the lesion, not the perturbation; below 0.5, the perturbation dominates. Compare the "
+                "kinds to see which perturbation breaks which feature, and build models only on the stable list.")
+        + dist + f"<h3>Features per {_e(metric)} category and perturbation kind</h3>"
+        + _table(counts, numeric=[c for c in counts.columns if c != schema.PERTURBATION], scroll=False)
+        + heat
+        + f"<h3>Stable features ({len(stable)} of {n_features})</h3>"
+        + '<p class="muted">A feature is stable when it passes the run\'s reliability rule under every '
+          "perturbation kind and under the whole design; each row shows its weakest check, with the 95% "
+          "confidence interval (ci_low, ci_high).</p>"
+        + (_table(stable_table, numeric=[schema.ESTIMATE, schema.CI_LOW, schema.CI_HIGH, schema.N_CASES])
+           if len(stable) else '<p class="bad">No feature is stable under this design.</p>')
+        + "</section>"
+    )
+
+
+def _harmonization_section(run: Mapping[str, Any], figures: _Figures) -> str:
+    harmonized = run["harmonized"]
+    if harmonized is None or not len(harmonized):
+        why = _why_not_run(run, "harmonization", "no harmonized table in this run")
+        return (f'<section id="harmonization"><h2>Harmonization</h2><p class="muted">Not run: {_e(why)}.</p>'
+                "</section>")
+    parts = ['<section id="harmonization"><h2>Harmonization: removing the scanner, keeping the biology</h2>',
+             _read("ComBat removes each site's shift and scale from every feature. It worked if the site effect "
+                   "drops (points fall below the diagonal and under the dashed significance line), if the sites "
+                   "overlap in the PCA after harmonization, and if each feature's correlation with the simulated "
+                   "truth stays on or above the diagonal (biology kept).")]
+    summary = run["harmonization_summary"]
+    if summary is not None and len(summary):
+        wide = summary.pivot_table(index=schema.METRIC, columns=schema.STAGE, values=schema.ESTIMATE,
+                                   aggfunc="first", sort=False)
+        wide = wide[[s for s in schema.STAGES if s in wide.columns]].rename(
+            columns={"raw": "before", "combat": "after ComBat"}).reset_index()
+        parts += ["<h3>Summary</h3>", _table(wide, numeric=["before", "after ComBat"], scroll=False)]
+    site_effects = run["site_effects"]
+    if site_effects is not None and len(site_effects):
+        parts += ["<h3>Site effect per feature</h3>",
+                  figures("site_effect", plot_site_effect(site_effects),
+                          "Each point is a feature and test: the p value (Benjamini-Hochberg adjusted) of its "
+                          "association with site before (x) and after (y) ComBat, on a -log10 scale. Dashed "
+                          "lines: p = 0.05.", "site effect before and after")]
+    pca = []
+    for stage in schema.STAGES:
+        try:
+            fig = plot_pca(harmonized, stage)
+        except ValueError as exc:
+            pca.append(f'<p class="muted">{_e(exc)}</p>')
+            continue
+        pca.append(figures(f"pca_{stage}", fig, f"Cases on the first two principal components, coloured by site "
+                                                f"({'before' if stage == 'raw' else 'after'} harmonization).",
+                           f"PCA scatter {stage}"))
+    parts += ["<h3>Cases by site, before and after</h3>", f'<div class="pair">{"".join(pca)}</div>']
+    truth = run["truth_correlation"]
+    if truth is not None and len(truth):
+        parts += ["<h3>Correlation with the ground truth</h3>",
+                  figures("truth_correlation", plot_truth_correlation(truth),
+                          "Each point is a (feature, truth variable) pair: |Pearson r| before (x) and after (y).",
+                          "truth correlation before and after")]
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _failures_section(run: Mapping[str, Any]) -> str:
+    failures = run["failures"]
+    if failures is None or not len(failures):
+        body = '<p class="ok">No task failed.</p>'
+    else:
+        body = (f'<p class="bad">{len(failures)} task(s) failed; their features are absent from every table '
+                "above.</p>" + _table(failures))
+    return ('<section id="failures"><h2>Failures</h2>'
+            + _read("A failed task is one (case, variant, repeat) extraction that raised, for instance a mask eroded "
+                    "to nothing. The error says why; the rest of the run is unaffected. Many failures of one "
+                    "variant usually mean that perturbation is too strong for these lesions.")
+            + body + "</section>")
+
+
+def render_report(run: Mapping[str, Any], figures_dir: str | os.PathLike) -> str:
+    """The report's HTML text for the tables of :func:`load_run`; figures are written to ``figures_dir``."""
+    figures = _Figures(Path(figures_dir))
+    manifest = run["manifest"]
+    config = manifest.get("config") or {}
+    name = (config.get("experiment") or {}).get("name", "harmony run") if isinstance(config, Mapping) else "harmony run"
+    sections = [_summary_section(run), _stability_section(run, figures), _harmonization_section(run, figures),
+                _failures_section(run)]
+    nav = "".join(f'<a href="#{key}">{label}</a>' for key, label in
+                  (("summary", "Summary"), ("stability", "Stability"), ("harmonization", "Harmonization"),
+                   ("failures", "Failures")))
+    versions = manifest.get("versions") or {}
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>harmony report: {_e(name)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>harmony report: {_e(name)}</h1><p>Feature reproducibility and scanner harmonization, "
+        f"finished {_e(manifest.get('finished', '–'))}</p></header>"
+        f"<nav>{nav}</nav><main>{''.join(sections)}</main>"
+        f"<footer>harmony {_e(versions.get('harmony-radiomics', ''))} · self-contained page: figures are embedded "
+        "and also saved as PNG in figures/</footer></body></html>\n"
+    )
+
+
+def write_report(run_dir: str | os.PathLike) -> Path:
+    """Write ``<run_dir>/report.html`` (and ``<run_dir>/figures/*.png``) from the run's tables; return its path."""
+    run_dir = Path(run_dir)
+    page = render_report(load_run(run_dir), run_dir / pipeline.FIGURES_DIR)
+    return write_text(run_dir / pipeline.FILES["report"], page)
