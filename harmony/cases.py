@@ -28,8 +28,10 @@ def load_cases(csv_path: str | os.PathLike, *, label: int = 1, tolerance: float 
     if not csv_path.is_file():
         raise CaseError(f"{csv_path}: cases file not found")
     try:
-        raw = pd.read_csv(csv_path, dtype={c: "str" for c in REQUIRED_COLUMNS}, keep_default_na=False,
-                          na_values={c: [] for c in REQUIRED_COLUMNS})
+        # covariates with pandas' numbers and missing values; the required columns as written ("NA" is an id)
+        raw = pd.read_csv(csv_path, dtype={c: "str" for c in REQUIRED_COLUMNS})
+        written = pd.read_csv(csv_path, dtype="str", keep_default_na=False, usecols=lambda c: c in REQUIRED_COLUMNS)
+        raw[written.columns] = written
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise CaseError(f"{csv_path}: cannot read the cases CSV ({exc})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]

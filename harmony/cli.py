@@ -238,6 +238,11 @@ def _harmonize(args: argparse.Namespace) -> int:
     cases = harmonize.read_cases(args.cases) if args.cases else None
     covariates = [c.strip() for c in args.covariates.split(",") if c.strip()] if args.covariates else None
     if args.model:
+        fit_only = {"--ref-batch": args.ref_batch, "--transform": args.transform, "--nonparametric": args.nonparametric,
+                    "--no-eb": args.no_eb, "--mean-only": args.mean_only}
+        given = [flag for flag, value in fit_only.items() if value]
+        if given:
+            raise HarmonyError(f"--model {args.model}: the saved model fixes the ComBat options; drop {given}")
         options = {"model": harmonize.ComBat.load(args.model)}
     else:
         options = {"parametric": not args.nonparametric, "eb": not args.no_eb, "mean_only": args.mean_only,

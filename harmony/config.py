@@ -287,15 +287,20 @@ def experiment_schema() -> Section:
 
 
 def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Read, override and validate an experiment config; relative paths are resolved against its folder."""
+    """Read, override and validate an experiment config.
+
+    Relative paths written in the file are resolved against its folder; relative paths given with ``--set``
+    against the working directory, as any other path typed on a command line.
+    """
     config = load(path, experiment_schema(), overrides)
-    base = Path(path).resolve().parent
+    from_command_line = {parse_override(text)[0] for text in overrides}
+    config_dir = Path(path).resolve().parent
     if not config["experiment"]["out"]:
         config["experiment"]["out"] = str(Path("reports") / config["experiment"]["name"])
-    for section, key in (("cases", "csv"), ("extraction", "params")):
-        if config[section][key]:
-            config[section][key] = str((base / config[section][key]).resolve())
-    if isinstance(config["cases"]["cohort"], str) and config["cases"]["cohort"]:
-        config["cases"]["cohort"] = str((base / config["cases"]["cohort"]).resolve())
+    for section, key in (("cases", "csv"), ("extraction", "params"), ("cases", "cohort")):
+        value = config[section][key]
+        if isinstance(value, str) and value:
+            base = Path.cwd() if f"{section}.{key}" in from_command_line else config_dir
+            config[section][key] = str((base / value).resolve())
     config["_source"] = str(Path(path).resolve())
     return config

@@ -5,10 +5,12 @@ Run directory layout::
 
     <out>/harmony.lock           pid, host and start time of the run in progress
     <out>/tasks/<key>.parquet    one file per finished task: its feature rows (none if it failed); the task's
-                                 identity, status and error are in the file's metadata
+                                 identity, status, error and (original variant) diagnostics are in
+                                 the file's metadata
     <out>/features.parquet       consolidated at the end (schema.FEATURES), in plan order
     <out>/failures.parquet       the failed tasks (schema.FAILURES)
-    <out>/manifest.json          provenance, task counts, seeds, settings hash
+    <out>/manifest.json          provenance, task counts, seeds, resolved settings and their hash, per case
+                                 pyradiomics' diagnostics of the original image and mask
 
 Work is submitted per (case, repeat, image_key) group: a worker loads the case once, makes the group's image
 once (:func:`harmony.perturb.iter_variants`) and computes each pyradiomics filter once for all the group's
@@ -39,7 +41,7 @@ import pandas as pd
 
 from harmony import schema
 from harmony.config import Field, Section
-from harmony.errors import HarmonyError
+from harmony.errors import ConfigError, HarmonyError
 from harmony.io import atomic_write, build_manifest, now_utc, stable_hash, write_manifest, write_table
 
 logger = logging.getLogger(__name__)
@@ -138,7 +140,7 @@ def plan(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[str, An
          label: int | None = None) -> list[_Group]:
     """The groups of tasks of cases x variants x repeats, in case, repeat, image_key order."""
     if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats!r}")
+        raise ConfigError(f"repeats must be >= 1, got {repeats!r}")
     cases = schema.CASES.validate(cases, source="engine")
     variants = list(variants) if variants is not None else _original_variants()
     ids = [v.variant_id for v in variants]
@@ -194,7 +196,11 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _prepare(unit: _Unit):
-    """Load the case, make the group's variants and set up their shared extraction (cached per worker)."""
+    """Load the case, make the group's variants and set up their shared extraction (cached per worker).
+
+    Returns the keys of the tasks that extract, their :class:`~harmony.extract.SharedExtraction`, the error
+    text of the tasks that failed already, and the case's image and mask as loaded (None if unreadable).
+    """
     from harmony.extract import SharedExtraction, read_image
     from harmony.perturb import iter_variants
 
@@ -207,7 +213,8 @@ def _prepare(unit: _Unit):
     try:
         image, mask = read_image(group.image, "image", group.case_id), read_image(group.mask, "mask", group.case_id)
     except Exception as exc:
-        image, errors = None, {t.key: _error_text(exc) for t in group.tasks}
+        image, mask, errors = None, None, {t.key: _error_text(exc) for t in group.tasks}
+    source = None if image is None else (image, mask)
     ok_keys, masks, params = [], [], []
     if image is not None:
         made = iter_variants(image, mask, group.variants, case_id=group.case_id, repeat=group.repeat,
@@ -223,7 +230,7 @@ def _prepare(unit: _Unit):
             masks.append(pair[1])
             params.append(variant.apply_settings(unit.params))
     shared = SharedExtraction(image, masks, params, label=unit.label) if ok_keys else None
-    prepared = (ok_keys, shared, errors)
+    prepared = (ok_keys, shared, errors, source)
     if unit.parts is not None:  # other parts of this group may come to this worker
         _PREPARED[key] = prepared
         while len(_PREPARED) > _PREPARED_MAX:
@@ -231,8 +238,12 @@ def _prepare(unit: _Unit):
     return prepared
 
 
-def _run_unit(unit: _Unit) -> dict[str, dict[str, float] | str]:
-    """Per task key of the group: the unit's features (a dict) or the error text (a str)."""
+def _run_unit(unit: _Unit) -> dict[str, dict[str, Any] | str]:
+    """Per task key of the group: the unit's features (a dict) or the error text (a str).
+
+    The original variant's task at repeat 0 also gets pyradiomics' diagnostics of the case's image and mask
+    (``diagnostics_*`` keys, once per case: they cost full-grid work); :func:`_write_task` separates them.
+    """
     if unit.threads is not None:  # BLAS threads spin while they wait: oversubscribed cores crawl
         import SimpleITK as sitk
         from threadpoolctl import threadpool_limits
@@ -240,14 +251,27 @@ def _run_unit(unit: _Unit) -> dict[str, dict[str, float] | str]:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(unit.threads)
         threadpool_limits(unit.threads)
     try:
-        ok_keys, shared, errors = _prepare(unit)
+        ok_keys, shared, errors, source = _prepare(unit)
     except Exception as exc:  # anything unforeseen fails this group's tasks, not the run
         return {t.key: _error_text(exc) for t in unit.group.tasks}
-    out: dict[str, dict[str, float] | str] = dict(errors)
+    out: dict[str, dict[str, Any] | str] = dict(errors)
     if shared is not None:
         for key, result in zip(ok_keys, shared.run(parts=unit.parts, shape=unit.shape)):
             out[key] = _error_text(result) if isinstance(result, Exception) else result
+    original = next((t.key for t in unit.group.tasks if t.variant_id == schema.ORIGINAL), None)
+    if unit.shape and unit.group.repeat == 0 and isinstance(out.get(original), dict):
+        out[original] = {**_source_diagnostics(source, unit), **out[original]}
     return out
+
+
+def _source_diagnostics(source: tuple, unit: _Unit) -> dict[str, Any]:
+    from harmony.extract import source_diagnostics
+
+    try:
+        return source_diagnostics(*source, unit.params, unit.label)
+    except Exception as exc:  # provenance only: its failure must not fail an extraction that succeeded
+        logger.warning("case %r: no pyradiomics diagnostics (%s)", unit.group.case_id, _error_text(exc))
+        return {}
 
 
 def _units(groups: list[_Group], params: dict, label: int, workers: int, threads: int | None) -> list[_Unit]:
@@ -300,7 +324,11 @@ def _processes(units: list[_Unit], workers: int) -> Iterator[tuple[_Unit, dict]]
 
 
 def _dask(units: list[_Unit], workers: int, scheduler: str) -> Iterator[tuple[_Unit, dict]]:
-    from dask.distributed import Client, LocalCluster, as_completed
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError as exc:
+        raise HarmonyError(f"executor 'dask' needs dask[distributed] ({exc}); install harmony-radiomics[dask]") \
+            from None
 
     cluster = None
     if scheduler:
@@ -395,17 +423,19 @@ def _task_path(out: Path, key: str) -> Path:
     return out / TASKS_DIR / f"{key}.parquet"
 
 
-def _write_task(out: Path, task: Task, result: dict[str, float] | str) -> None:
+def _write_task(out: Path, task: Task, result: dict[str, Any] | str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from harmony.extract import feature_rows
+    from harmony.extract import feature_rows, split_result
 
     failed = isinstance(result, str)
-    rows = feature_rows({} if failed else result, case_id=task.case_id, site=task.site,
+    extraction = split_result({} if failed else result)
+    rows = feature_rows(extraction.features, case_id=task.case_id, site=task.site,
                         variant_id=task.variant_id, repeat=task.repeat)
     meta = {"key": task.key, "case_id": task.case_id, "variant_id": task.variant_id, "repeat": task.repeat,
-            "status": FAILED if failed else OK, "error": result if failed else ""}
+            "status": FAILED if failed else OK, "error": result if failed else "",
+            "diagnostics": extraction.diagnostics}
     table = pa.Table.from_pandas(rows, preserve_index=False)  # validated once, when consolidated
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(meta).encode()})
     atomic_write(_task_path(out, task.key), lambda tmp: pq.write_table(table, tmp))
@@ -436,8 +466,9 @@ def _finished(out: Path, tasks: list[Task], retry_failed: bool) -> dict[str, dic
     return done
 
 
-def _consolidate(out: Path, tasks: list[Task]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    frames, failures = [], []
+def _consolidate(out: Path, tasks: list[Task]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
+    """The features and failures tables, and per case the diagnostics its task files hold."""
+    frames, failures, diagnostics = [], [], {}
     for task in tasks:
         path = _task_path(out, task.key)
         meta = _task_status(path)
@@ -448,16 +479,23 @@ def _consolidate(out: Path, tasks: list[Task]) -> tuple[pd.DataFrame, pd.DataFra
                              schema.REPEAT: task.repeat, schema.ERROR: meta["error"]})
         else:
             frames.append(pd.read_parquet(path))
+        if meta.get("diagnostics"):
+            diagnostics[task.case_id] = meta["diagnostics"]
     features = pd.concat(frames, ignore_index=True) if frames else schema.FEATURES.empty()
     failed = pd.DataFrame(failures, columns=schema.FAILURES.names) if failures else schema.FAILURES.empty()
-    return schema.FEATURES.validate(features, source=str(out)), schema.FAILURES.validate(failed, source=str(out))
+    return (schema.FEATURES.validate(features, source=str(out)), schema.FAILURES.validate(failed, source=str(out)),
+            diagnostics)
 
 
 # -- the run --------------------------------------------------------------------------------------------
 
 @dataclass
 class RunResult:
-    """A finished run: its tables and task counts (``resumed`` were done by an earlier run)."""
+    """A finished run: its tables and task counts (``resumed`` were done by an earlier run).
+
+    ``diagnostics`` describes the engine's work (executor, workers, units, seconds); ``case_diagnostics`` holds
+    per case pyradiomics' ``diagnostics_*`` of the original image and mask (when the original variant ran).
+    """
 
     out_dir: Path
     features: pd.DataFrame
@@ -467,6 +505,7 @@ class RunResult:
     failed: int
     resumed: int
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    case_diagnostics: dict[str, dict] = field(default_factory=dict)
 
 
 def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[str, Any],
@@ -485,12 +524,16 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
     from harmony.extract import make_extractor
 
     if executor not in EXECUTORS:
-        raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {executor!r}")
+        raise ConfigError(f"executor must be one of {list(EXECUTORS)}, got {executor!r}")
     if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers!r}")
+        raise ConfigError(f"workers must be >= 0, got {workers!r}")
+    if repeats < 1:
+        raise ConfigError(f"repeats must be >= 1, got {repeats!r}")
     started, clock = now_utc(), time.perf_counter()
     params = dict(params)
-    make_extractor(params)  # bad settings fail before anything runs
+    extractor = make_extractor(params)  # bad settings fail before anything runs
+    resolved = {"setting": extractor.settings, "imageType": extractor.enabledImagetypes,
+                "featureClass": extractor.enabledFeatures}  # pyradiomics' defaults filled in
     label = resolve_label(params, label)
     workers = workers or os.cpu_count() or 1
     out = Path(out_dir)
@@ -510,7 +553,7 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
         logger.info("%d tasks, %d already done; %d groups in %d units on %s (%d workers)", len(tasks), len(done),
                     len(todo), len(units), executor, n_workers)
         _run_units(out, units, len(tasks), len(done), executor, n_workers, scheduler, progress, tqdm)
-        features, failures = _consolidate(out, tasks)
+        features, failures, case_diagnostics = _consolidate(out, tasks)
         write_table(features, out / FEATURES_NAME, schema.FEATURES)
         write_table(failures, out / FAILURES_NAME, schema.FAILURES)
         diagnostics = {"executor": executor, "workers": n_workers, "groups": len(todo), "units": len(units),
@@ -523,9 +566,10 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
             config={"params": params, "label": label, "repeats": repeats,
                     "variants": {v.variant_id: v.params for v in all_variants}},
             seeds={"variants": {v.variant_id: v.seed for v in all_variants if v.seed}},
-            settings_hash=stable_hash(params, length=64), engine=diagnostics))
+            resolved_settings=resolved, settings_hash=stable_hash(resolved, length=64), engine=diagnostics,
+            diagnostics=case_diagnostics))
     return RunResult(out, features, failures, counts["total"], counts["done"], counts["failed"], counts["resumed"],
-                     diagnostics)
+                     diagnostics, case_diagnostics)
 
 
 def _run_units(out: Path, units: list[_Unit], total: int, already: int, executor: str, workers: int,
@@ -546,12 +590,12 @@ def _run_units(out: Path, units: list[_Unit], total: int, already: int, executor
             bar.update(len(unit.group.tasks))
 
 
-def _merge(pieces: list[dict[str, float] | str]) -> dict[str, float] | str:
+def _merge(pieces: list[dict[str, Any] | str]) -> dict[str, Any] | str:
     """One task's result from its units' pieces, in unit order; the first error wins."""
     errors = [p for p in pieces if isinstance(p, str)]
     if errors:
         return errors[0]
-    merged: dict[str, float] = {}
+    merged: dict[str, Any] = {}
     for piece in pieces:
         merged.update(piece)
     return merged

@@ -169,6 +169,32 @@ def split_result(result: Mapping[str, Any]) -> Extraction:
     return Extraction(features, diagnostics)
 
 
+def source_diagnostics(image: sitk.Image, mask: sitk.Image, params: Mapping[str, Any],
+                       label: int | None = None) -> dict[str, Any]:
+    """The ``diagnostics_Image-original_*`` and ``diagnostics_Mask-original_*`` entries that ``execute`` reports
+    for this image and mask (pyradiomics' own ``GeneralInfo``), JSON-able.
+
+    The versions and configuration entries are left out: a manifest records them once per run.
+
+    >>> from harmony.phantoms import ibsi_digital_phantom
+    >>> info = source_diagnostics(*ibsi_digital_phantom(), {"setting": {"label": 1}})
+    >>> info["diagnostics_Mask-original_VoxelNum"], info["diagnostics_Image-original_Size"]
+    (74, [5, 4, 4])
+    """
+    from radiomics import generalinfo
+    from radiomics import imageoperations as ops
+
+    settings = _settings_for(_cached_extractor(params), label)
+    info = generalinfo.GeneralInfo()
+    info.addImageElements(image)
+    # getMask's cast, without its label check over the whole grid (the extraction checks the label)
+    vector = "vector" in mask.GetPixelIDTypeAsString().lower()
+    mask = ops.getMask(mask, **settings) if vector else sitk.Cast(mask, sitk.sitkUInt32)
+    info.addMaskElements(None, mask, settings.get("label", 1))
+    return {key: _jsonable(value) for key, value in info.getGeneralInfo().items()
+            if key.startswith((f"{schema.DIAGNOSTICS_PREFIX}Image-", f"{schema.DIAGNOSTICS_PREFIX}Mask-"))}
+
+
 def read_image(path: str | os.PathLike, what: str = "image", case_id: str | None = None) -> sitk.Image:
     """Read an image with SimpleITK; a missing or unreadable file raises CaseError naming it."""
     who = f"case {case_id!r}: " if case_id is not None else ""

@@ -22,7 +22,6 @@ value agrees; ``fail_on_version_change`` makes it fail the gate.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -193,15 +192,6 @@ BASELINE_VARIANTS, BASELINE_CASES, PHANTOM_DIR = "variants.parquet", "cases.csv"
 PHANTOM_SITE = "phantom"
 
 
-def extraction_params(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The pyradiomics parameters of an experiment config: the params file, then the inline settings over it."""
-    from harmony.extract import load_params, merge_params
-
-    section = config["extraction"]
-    base = load_params(section["params"]) if section["params"] else {}
-    return merge_params(base, section["settings"])
-
-
 def reference_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     """What defines the reference set (not how it is extracted): phantoms, user cases, design and seed."""
     return {
@@ -222,16 +212,10 @@ def design_variants(config: Mapping[str, Any], params: Mapping[str, Any]) -> pd.
     return variants_table(variants)
 
 
-def _file_hash(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _input_hashes(cases: pd.DataFrame) -> dict[str, dict[str, str]]:
-    return {row[schema.CASE_ID]: {what: _file_hash(row[what]) for what in (schema.IMAGE, schema.MASK)}
+    from harmony.engine import file_digest
+
+    return {row[schema.CASE_ID]: {what: file_digest(row[what]) for what in (schema.IMAGE, schema.MASK)}
             for row in cases.to_dict("records")}
 
 
@@ -311,12 +295,11 @@ def create_baseline(config: Mapping[str, Any], out_dir: str | os.PathLike, *,
                     progress: bool | None = None) -> dict[str, Any]:
     """Extract the reference set of an experiment config (see :func:`harmony.config.load_experiment`) and
     store it in ``out_dir`` as a baseline; returns the manifest written."""
-    from harmony.extract import make_extractor
     from harmony.io import build_manifest, now_utc, stable_hash, write_manifest, write_table
+    from harmony.pipeline import extraction_params
 
     started = now_utc()
-    params = extraction_params(config)
-    make_extractor(params, source=config.get("_source", "<config>"))  # bad settings fail before any work
+    params = extraction_params(config)  # bad settings fail here, before any work
     out = Path(out_dir)
     seed = config["experiment"]["seed"]
     variants = design_variants(config, params)
@@ -523,12 +506,11 @@ class GateResult:
 def check_baseline(config: Mapping[str, Any], baseline_dir: str | os.PathLike, *,
                    progress: bool | None = None) -> GateResult:
     """Re-extract a baseline's reference set with the current installation and the config's settings, compare."""
-    from harmony.extract import make_extractor
     from harmony.io import versions
+    from harmony.pipeline import extraction_params
 
     baseline = load_baseline(baseline_dir)
     params = extraction_params(config)
-    make_extractor(params, source=config.get("_source", "<config>"))
     current, failures = extract_reference_set(baseline.cases, baseline.variants, params,
                                               label=int(baseline.manifest["label"]), progress=progress)
     gate = config["gate"]

@@ -184,7 +184,8 @@ def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, sub
     on each training fold and applied to both folds. That is the honest accuracy after harmonization:
     cross-validating on values harmonized with all subjects is biased *below* chance, because each
     held-out subject pulled its own site's fitted mean towards itself. Accuracy is NaN when a site has
-    fewer than 2 subjects (or the in-fold harmonization fails, e.g. a site too small for a fold).
+    fewer than 2 subjects (or the in-fold harmonization fails, e.g. a site too small for a fold), with a
+    RuntimeWarning saying why.
     """
     from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression
@@ -198,7 +199,13 @@ def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, sub
     chance = float(counts.iloc[0] / counts.sum())
     k = int(min(n_splits, counts.min()))
     result = {"accuracy": float("nan"), "chance": chance, "folds": float(k)}
-    if k < 2 or len(counts) < 2 or wide.shape[1] == 0:
+    reasons = {"fewer than 2 sites": len(counts) < 2,
+               f"site {counts.index[-1]!r} has {counts.iloc[-1]} subject(s)": counts.iloc[-1] < 2,
+               f"n_splits is {n_splits}": n_splits < 2,
+               "every feature has missing values": wide.shape[1] == 0}
+    undefined = [why for why, applies in reasons.items() if applies]
+    if undefined:
+        warnings.warn(f"site classifier accuracy is NaN: {undefined[0]}", RuntimeWarning, stacklevel=2)
         return result
     X = wide.to_numpy()
     cov = None if covariates is None else covariates.reindex(wide.index).reset_index(drop=True)
@@ -209,7 +216,9 @@ def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, sub
             part = (lambda idx: None) if cov is None else (lambda idx: cov.iloc[idx].reset_index(drop=True))
             try:
                 fitted = clone(harmonizer).fit(X_train, sites[train], part(train))
-            except HarmonyError:
+            except HarmonyError as exc:
+                warnings.warn(f"site classifier accuracy is NaN: ComBat failed on a training fold ({exc})",
+                              RuntimeWarning, stacklevel=2)
                 return result
             X_train = fitted.transform(X_train, sites[train], part(train))
             X_test = fitted.transform(X_test, sites[test], part(test))

@@ -756,6 +756,7 @@ def run_harmonization(features: pd.DataFrame, out_dir: str | os.PathLike, cases:
                       n_splits: int = 5, random_state: int = 0, **combat_kwargs: Any) -> dict[str, pd.DataFrame]:
     """Harmonize (fit, or apply ``model``), measure, and write :data:`OUTPUTS` and a manifest into ``out_dir``.
 
+    With ``model``, ``covariates`` defaults to the model's; covariates other than the model's are an error.
     Returns the metrics tables of :func:`harmony.harmonization_metrics.harmonization_metrics`.
     """
     from harmony import harmonization_metrics as hm
@@ -769,7 +770,8 @@ def run_harmonization(features: pd.DataFrame, out_dir: str | os.PathLike, cases:
         model = ComBat(**combat_kwargs).fit(X, labels, cov)
     elif combat_kwargs:
         raise HarmonizationError(f"give a fitted model or ComBat options, not both (got {sorted(combat_kwargs)})")
-    covariates = [c.name for c in model.covariates_]
+    if covariates is None:
+        covariates = [c.name for c in model.covariates_]
     harmonized = harmonize_features(features, cases, batch=batch, covariates=covariates, model=model)
     metrics = hm.harmonization_metrics(harmonized, cases, batch=batch, covariates=covariates, n_splits=n_splits,
                                        random_state=random_state, harmonizer=ComBat(**model.get_params()))

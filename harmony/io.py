@@ -25,8 +25,17 @@ MANIFEST_NAME = "manifest.json"
 #: Distributions whose versions every manifest records (the pyradiomics one is found at run time).
 _RECORDED_DISTRIBUTIONS = (
     "harmony-radiomics", "numpy", "scipy", "SimpleITK", "pandas", "pyarrow",
-    "pingouin", "neuroCombat", "scikit-learn", "scikit-image",
+    "pingouin", "neuroCombat", "scikit-learn", "scikit-image", "PyWavelets",
 )
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -38,6 +47,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
     tmp_path = Path(tmp)
     try:
         write(tmp_path)

@@ -366,18 +366,21 @@ def _strip_none(obj: Any) -> Any:
     return obj
 
 
-def _spec_seed(seed: int, kind: str, params: Mapping[str, Any], repeat: int) -> int:
+def _spec_seed(seed: int, kind: str, params: Mapping[str, Any], repeat: int, sample: list | None = None) -> int:
     """A spec's seed from the experiment seed and its own parameters, so the same level gets the same draws
-    in every grid it appears in (and the engine can share its images) whatever else the design holds."""
-    return stable_int(canonical_json([int(seed), kind, params, repeat]))
+    in every grid it appears in (and the engine can share its images) whatever else the design holds.
+    ``sample`` (a draw block's hash and the sample's index) makes each sample of a draw its own stream, so
+    ``n`` samples of a stochastic spec with fixed parameters are ``n`` independent realisations."""
+    return stable_int(canonical_json([int(seed), kind, params, repeat] + ([] if sample is None else [sample])))
 
 
-def _specs(cls: type[Spec], params: dict[str, Any], repeats: int, seed: int, where: str) -> list[Spec]:
+def _specs(cls: type[Spec], params: dict[str, Any], repeats: int, seed: int, where: str,
+           sample: list | None = None) -> list[Spec]:
     try:
         if not cls.stochastic:
             return [cls(**params)]
         base = cls(**params).to_dict()
-        return [cls(**params, seed=_spec_seed(seed, cls.kind, base, r)) for r in range(repeats)]
+        return [cls(**params, seed=_spec_seed(seed, cls.kind, base, r, sample)) for r in range(repeats)]
     except PerturbationError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
@@ -407,7 +410,8 @@ def _sample(p: _Param, value: Any, rng: np.random.Generator) -> Any:
 
 def _draw_specs(block: dict, seed: int, where: str) -> list[list[list[Spec]]]:
     """Per sample, per kind, the specs (several for a stochastic kind with repeats)."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), stable_int(canonical_json(block))]))
+    block_key = stable_int(canonical_json(block))
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), block_key]))
     samples = []
     for i in range(block["n"]):
         per_kind = []
@@ -418,7 +422,7 @@ def _draw_specs(block: dict, seed: int, where: str) -> list[list[list[Spec]]]:
             table = dict(table)
             repeats = table.pop("repeats", 1)
             params = {n: _sample(cls.__dataclass_fields__[n].metadata["param"], v, rng) for n, v in table.items()}
-            per_kind.append(_specs(cls, params, repeats, seed, f"{where} sample {i}.{kind}"))
+            per_kind.append(_specs(cls, params, repeats, seed, f"{where} sample {i}.{kind}", [block_key, i]))
         samples.append(per_kind)
     return samples
 

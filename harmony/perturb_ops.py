@@ -211,19 +211,21 @@ def randomise_contour(image: np.ndarray, roi: np.ndarray, spacing_zyx, rng: np.r
                       closing_mm: float, margin_mm: float) -> np.ndarray:
     """Re-delineate the ROI from supervoxels (Zwanenburg et al., Sci Rep 2019).
 
-    A supervoxel whose overlap fraction with the ROI is ``>= keep_above`` is kept, one with overlap
-    ``<= drop_below`` is dropped, and each one in between is kept with probability equal to its overlap
-    (one uniform draw per supervoxel, in label order). The union is closed with a ball of ``closing_mm``;
-    closing only adds voxels, so supervoxels that lie fully inside the ROI are always in the result.
+    As in mirp: a supervoxel whose overlap fraction with the ROI is ``>= keep_above`` is kept, one with overlap
+    ``< drop_below`` is dropped, each one in between is kept with probability equal to its overlap (one
+    uniform draw per supervoxel, in label order), and the supervoxel of highest overlap is always kept, so
+    the result is never empty. The union is closed with a ball of ``closing_mm``; closing only adds voxels,
+    so supervoxels that lie fully inside the ROI are always in the result.
     """
     where, labels = supervoxels(image, roi, spacing_zyx, supervoxel_mm3=supervoxel_mm3, compactness=compactness,
                                 margin_mm=margin_mm)
     overlap = overlap_fractions(labels, roi[where])
-    partial = np.flatnonzero((overlap > drop_below) & (overlap < keep_above))
+    partial = np.flatnonzero((overlap >= drop_below) & (overlap < keep_above))
     drawn = partial[rng.random(partial.size) < overlap[partial]]
     chosen = np.zeros(overlap.size, bool)
     chosen[overlap >= keep_above] = True
     chosen[drawn] = True
+    chosen[np.argmax(overlap)] = True  # label 0 is unused (overlap 0); the ROI overlaps some supervoxel
     chosen[0] = False
     new = _paste(roi.shape, where, chosen[labels])
     if closing_mm > 0 and new.any():
@@ -284,10 +286,8 @@ def _corners(grid: Grid, lo, hi) -> np.ndarray:
 def _mask_to(roi: np.ndarray, grid: Grid, reference: sitk.Image, transform: sitk.Transform, rule: str) -> np.ndarray:
     lo, hi = neighbourhood(roi, 2)
     source = grid.shifted(lo).image(roi[region(lo, hi)].astype(np.float32))
-    if rule == "nearest":
-        moved = sitk.Resample(source, reference, transform, sitk.sitkNearestNeighbor, 0.0, sitk.sitkFloat32)
-    else:
-        moved = sitk.Resample(source, reference, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    interpolator = sitk.sitkNearestNeighbor if rule == "nearest" else sitk.sitkLinear
+    moved = sitk.Resample(source, reference, transform, interpolator, 0.0, sitk.sitkFloat32)
     return sitk.GetArrayFromImage(moved) >= 0.5
 
 

@@ -154,11 +154,12 @@ class Spec:
 
 @dataclass(frozen=True)
 class Noise(Spec):
-    """Additive noise of standard deviation ``level`` (adds variance ``level**2``).
+    """Additive noise of standard deviation ``level`` (Gaussian noise adds variance ``level**2``).
 
     ``relative = true`` reads ``level`` as a multiple of the image's own noise, estimated by
     :func:`~harmony.perturb_ops.estimate_noise` (MAD of Immerkaer's residual) in the ROI's neighbourhood.
-    ``rician`` noise is ``sqrt((I + n1)**2 + n2**2)``, for magnitude (MR) images, which must be >= 0.
+    ``rician`` noise is ``sqrt((I + n1)**2 + n2**2)`` (the magnitude of complex Gaussian noise, both parts of
+    SD ``level``), for magnitude (MR) images, which must be >= 0; it adds ``level**2`` only at high SNR.
     """
 
     kind: ClassVar[str] = "noise"
@@ -335,8 +336,9 @@ class Volume(Spec):
 @dataclass(frozen=True)
 class Contour(Spec):
     """Supervoxel contour randomisation (Zwanenburg et al., Sci Rep 2019); see
-    :func:`~harmony.perturb_ops.randomise_contour`. mirp uses supervoxels of about 500 mm^3; the default
-    125 mm^3 (a 5 mm cube) also suits lesions of a few cm^3."""
+    :func:`~harmony.perturb_ops.randomise_contour`. ``keep_above`` 0.9 and ``drop_below`` 0.2 are mirp's.
+    mirp uses supervoxels of about 500 mm^3; the default 125 mm^3 (a 5 mm cube) also suits lesions of a few
+    cm^3."""
 
     kind: ClassVar[str] = "contour"
     family: ClassVar[str] = "mask"
@@ -346,7 +348,7 @@ class Contour(Spec):
     compactness: float = _param(0.05, kind="float", min=0.0, min_exclusive=True,
                                 doc="SLIC compactness on intensities scaled to [0, 1] over the ROI's range")
     keep_above: float = _param(0.9, kind="float", min=0.5, max=1.0, doc="overlap at which a supervoxel is kept")
-    drop_below: float = _param(0.1, kind="float", min=0.0, max=0.5, doc="overlap at which it is dropped")
+    drop_below: float = _param(0.2, kind="float", min=0.0, max=0.5, doc="overlap below which it is dropped")
     closing_mm: float = _param(2.0, kind="float", min=0.0)
     margin_mm: float = _param(10.0, kind="float", min=0.0, doc="mm around the ROI that is segmented")
     seed: int = _param(0, **_SEED)

@@ -649,7 +649,10 @@ def simulate_cohort(spec: Mapping[str, Any], out_dir: str | os.PathLike, *, seed
     for index, subject in enumerate(tqdm(records, desc="phantoms", unit="subject",
                                          disable=None if progress is None else not progress)):
         phantom, phantom_seed = subject_phantom(spec, subject), _subject_seed(seed, index)
-        image, mask = render_phantom(phantom, phantom_seed)
+        try:
+            image, mask = render_phantom(phantom, phantom_seed)
+        except ConfigError as exc:  # a drawn latent value outside what a lesion allows, e.g. radius 0
+            raise ConfigError(f"{spec['_source']}: subject {subject[SUBJECT]!r}: {exc}") from None
         voxel_mm3 = float(np.prod(image.GetSpacing()))
         volume = float(sitk.GetArrayViewFromImage(mask).sum()) * voxel_mm3
         for site in subject["sites"]:

@@ -118,13 +118,16 @@ class _Run:
 
 
 def extraction_params(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The base pyradiomics parameters of an experiment: its params file with the inline settings over it."""
+    """The base pyradiomics parameters of an experiment: its params file with the inline settings over it.
+
+    Checked by pyradiomics' schema here, so that bad settings fail before any work (ConfigError).
+    """
     from harmony.extract import load_params, make_extractor, merge_params
 
     section = config["extraction"]
     params = load_params(section["params"]) if section["params"] else {}
     params = merge_params(params, section["settings"])
-    make_extractor(params, source=section["params"] or "extraction.settings")  # fail before any work
+    make_extractor(params, source=section["params"] or f"{config.get('_source', '<config>')}: extraction.settings")
     return params
 
 

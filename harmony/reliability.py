@@ -291,12 +291,15 @@ class _Results:
         self.undefined = {m: np.full(n_features, "", dtype=object) for m in metrics}
 
     def set(self, metric: str, idx: np.ndarray, estimate, low, high, n_cases) -> None:
-        self.values[metric][:, idx] = np.stack([estimate, low, high])
+        """Store values; a feature already failed for ``metric`` keeps NaN values and its reason."""
+        ok = self.undefined[metric][idx] == ""
+        self.values[metric][:, idx[ok]] = np.stack([estimate, low, high])[:, ok]
         self.n_cases[metric][idx] = n_cases
 
     def fail(self, idx: np.ndarray, reason: str, metrics: Sequence[str] | None = None) -> None:
+        """Mark features undefined for ``metrics`` (default all); the first reason given is kept."""
         for m in metrics or self.values:
-            self.undefined[m][idx] = reason
+            self.undefined[m][idx] = np.where(self.undefined[m][idx] == "", reason, self.undefined[m][idx])
             self.values[m][:, idx] = np.nan
 
 
@@ -314,7 +317,11 @@ def _patterns(x: np.ndarray):
 
 
 def _screen(x: np.ndarray, results: _Results, min_cases: int = 2):
-    """Yield (feature indices, complete data) for features that can be computed; mark the others undefined."""
+    """Yield (feature indices, complete data) for features that can be computed; mark the others undefined.
+
+    Features without variation between cases are yielded (their CoV and range exist) but marked undefined
+    for the ICC and CCC metrics of ``results``.
+    """
     k = x.shape[2]
     if k < 2:
         results.fail(np.arange(x.shape[0]), f"only {k} condition(s); needs >= 2")
@@ -324,8 +331,13 @@ def _screen(x: np.ndarray, results: _Results, min_cases: int = 2):
             results.fail(feats, f"{len(cases)} complete case(s); needs >= {min_cases}")
             continue
         sub = x if len(feats) == x.shape[0] and len(cases) == x.shape[1] else x[np.ix_(feats, cases)]
-        constant = sub.max(axis=(1, 2)) == sub.min(axis=(1, 2))
+        flat = (sub == sub[:, :1, :]).all(axis=(1, 2))  # every case equals the first under each condition
+        constant = flat & (sub[:, 0, :] == sub[:, 0, :1]).all(axis=1)
         results.fail(feats[constant], "constant: every case and condition has the same value")
+        # ICC and CCC weigh the variation between cases against the rest: without it they are 0/0
+        flat &= ~constant
+        results.fail(feats[flat], "no variation between cases: under each condition every case has the same "
+                     "value", [m for m in results.values if m in ICC_METRICS or m == CCC])
         if (~constant).any():
             yield feats[~constant], sub[~constant]
 

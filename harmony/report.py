@@ -1,8 +1,9 @@
 """Figures (matplotlib) and the self-contained HTML report of a run directory.
 
 Plots only: every number shown comes from the run's tables (reliability, harmonized features and the
-harmonization metrics) or its manifest; this module reshapes them, it computes no statistics. The one
-exception is the PCA projection of the harmonized features, a display device.
+harmonization metrics) or its manifest; this module reshapes them, it computes no statistics. The
+exceptions are display devices: the PCA projection of the harmonized features, and the medians and counts
+the captions quote to say what a figure shows.
 
 The page is a single HTML file: figures are embedded as base64 PNG data URIs (no network), and also saved
 as PNG files in ``<run>/figures/``. Every case id, feature name and config value is HTML-escaped.
@@ -230,7 +231,9 @@ def plot_pca(harmonized: pd.DataFrame, stage: str = "raw", ax=None) -> Figure:
     ax.set_xlabel(f"PC1 ({explained[0]:.0%} of variance)")
     ax.set_ylabel(f"PC2 ({explained[1]:.0%} of variance)")
     ax.set_title({"raw": "before harmonization", "combat": "after ComBat"}.get(stage, stage), fontsize=10)
-    ax.legend(title="site", fontsize=8, markerscale=0.9)
+    # below the axes, so that the legend never hides a case
+    ax.legend(title="site", fontsize=7, title_fontsize=8, markerscale=0.9, loc="upper center",
+              bbox_to_anchor=(0.5, -0.16), ncols=min(3, scores[schema.SITE].nunique()), frameon=False)
     return fig
 
 
@@ -272,21 +275,33 @@ def _read_optional(run_dir: Path, key: str, spec: schema.TableSpec) -> pd.DataFr
     return read_table(path, spec) if path.is_file() else None
 
 
+#: Table key -> (its spec, the pipeline stage that writes it).
+_TABLES: dict[str, tuple[schema.TableSpec, str]] = {
+    "cases": (schema.CASES, "cases"),
+    "variants": (schema.VARIANTS, "variants"),
+    "features": (schema.FEATURES, "extraction"),
+    "failures": (schema.FAILURES, "extraction"),
+    "reliability": (schema.RELIABILITY, "reliability"),
+    "harmonized": (schema.HARMONIZED, "harmonization"),
+    "site_effects": (hm.SITE_EFFECTS, "harmonization"),
+    "truth_correlation": (hm.TRUTH_CORRELATION, "harmonization"),
+    "harmonization_summary": (hm.SUMMARY, "harmonization"),
+}
+
+
 def load_run(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The tables and manifest of a run directory (absent optional tables are ``None``)."""
+    """The tables and manifest of a run directory (absent optional tables are ``None``).
+
+    A table whose stage the manifest records as not run is ``None`` too: a file left by an earlier run into
+    the same directory (say, harmonization since disabled) must not be reported as this run's result.
+    """
     run_dir = Path(run_dir)
     manifest_path = run_dir / MANIFEST_NAME
-    return {
-        "manifest": read_json(manifest_path) if manifest_path.is_file() else {},
-        "cases": _read_optional(run_dir, "cases", schema.CASES),
-        "variants": _read_optional(run_dir, "variants", schema.VARIANTS),
-        "features": _read_optional(run_dir, "features", schema.FEATURES),
-        "failures": _read_optional(run_dir, "failures", schema.FAILURES),
-        "reliability": _read_optional(run_dir, "reliability", schema.RELIABILITY),
-        "harmonized": _read_optional(run_dir, "harmonized", schema.HARMONIZED),
-        "site_effects": _read_optional(run_dir, "site_effects", hm.SITE_EFFECTS),
-        "truth_correlation": _read_optional(run_dir, "truth_correlation", hm.TRUTH_CORRELATION),
-        "harmonization_summary": _read_optional(run_dir, "harmonization_summary", hm.SUMMARY),
+    manifest = read_json(manifest_path) if manifest_path.is_file() else {}
+    stages = manifest.get("stages") or {}
+    return {"manifest": manifest} | {
+        key: None if pipeline.NOT_RUN in (stages.get(stage) or {}) else _read_optional(run_dir, key, spec)
+        for key, (spec, stage) in _TABLES.items()
     }
 
 
@@ -440,6 +455,16 @@ def _why_not_run(run: Mapping[str, Any], stage: str, default: str) -> str:
     return record.get(pipeline.NOT_RUN, default)
 
 
+def _weakest_kind(reliability: pd.DataFrame, metric: str) -> str:
+    """One sentence: the single perturbation kinds ordered by their features' median estimate."""
+    rows = reliability[(reliability[schema.METRIC] == metric) & (reliability[schema.PERTURBATION] != ALL_PERTURBATIONS)]
+    medians = rows.groupby(schema.PERTURBATION)[schema.ESTIMATE].median().dropna().sort_values()
+    if len(medians) < 2:
+        return ""
+    listed = ", ".join(f"{kind} {value:.2f}" for kind, value in medians.items())
+    return f"Median {metric}: {listed}; {medians.index[0]} changes the features most."
+
+
 def _stability_section(run: Mapping[str, Any], figures: _Figures) -> str:
     reliability = run["reliability"]
     if reliability is None or not len(reliability):
@@ -451,7 +476,7 @@ def _stability_section(run: Mapping[str, Any], figures: _Figures) -> str:
     n_features = reliability[schema.FEATURE].nunique()
     dist = figures("icc_distribution", plot_icc_distribution(reliability, metric),
                    f"{metric} of each feature under each perturbation kind; the coloured bands are Koo & Li's "
-                   "categories.", f"{metric} distribution per perturbation kind")
+                   f"categories. {_weakest_kind(reliability, metric)}", f"{metric} distribution per perturbation kind")
     _, truncated = heatmap_features(reliability, metric)
     heat_caption = (f"{metric} per feature (rows) and perturbation kind (columns). "
                     + (f"Only the {HEATMAP_TOP_N} of {n_features} features whose {metric} differs most between kinds "
@@ -484,6 +509,45 @@ def _stability_section(run: Mapping[str, Any], figures: _Figures) -> str:
     )
 
 
+def _significant_counts(site_effects: pd.DataFrame) -> str:
+    """One sentence per the first site test: how many features differ significantly between sites, before and after."""
+    test = next((t for t in hm.SITE_TESTS if t in set(site_effects[hm.TEST])), None)
+    if test is None:
+        return ""
+    rows = site_effects[site_effects[hm.TEST] == test]
+    n = rows.groupby(schema.STAGE)[hm.SIGNIFICANT].agg(["sum", "size"])
+    if not {"raw", "combat"} <= set(n.index):
+        return ""
+    return (f"{test}: {int(n.loc['raw', 'sum'])} of {int(n.loc['raw', 'size'])} features differ significantly "
+            f"between sites before, {int(n.loc['combat', 'sum'])} after.")
+
+
+def _classifier_sentence(summary: pd.DataFrame | None) -> str:
+    """The site classifier's accuracy before and after, against chance, from harmonize's summary table."""
+    if summary is None:
+        return ""
+    value = summary.set_index([schema.METRIC, schema.STAGE])[schema.ESTIMATE]
+    keys = [("site_classifier_accuracy", "raw"), ("site_classifier_accuracy", "combat"), ("site_classifier_chance", "raw")]
+    if not all(k in value.index for k in keys):
+        return ""
+    before, after, chance = (float(value[k]) for k in keys)
+    return (f" A cross-validated classifier names a case's site with accuracy {before:.2f} before and {after:.2f} "
+            f"after (chance {chance:.2f}): the closer to chance, the less site is left.")
+
+
+def _truth_sentence(truth: pd.DataFrame) -> str:
+    """How many (feature, truth) pairs kept or gained correlation with the truth."""
+    wide = truth.pivot_table(index=[schema.FEATURE, hm.TRUTH], columns=schema.STAGE, values=schema.ESTIMATE,
+                             aggfunc="first").abs().dropna()
+    if not {"raw", "combat"} <= set(wide.columns) or not len(wide):
+        return ""
+    kept = int((wide["combat"] >= wide["raw"] - 0.01).sum())
+    verdict = ("most of the biology survives harmonization" if kept >= 0.8 * len(wide) else
+               "harmonization removed signal as well as site: check that the covariates that carry biology are "
+               "listed in harmonization.covariates")
+    return f"{kept} of {len(wide)} pairs keep or gain correlation (within 0.01): {verdict}."
+
+
 def _harmonization_section(run: Mapping[str, Any], figures: _Figures) -> str:
     harmonized = run["harmonized"]
     if harmonized is None or not len(harmonized):
@@ -508,7 +572,7 @@ def _harmonization_section(run: Mapping[str, Any], figures: _Figures) -> str:
                   figures("site_effect", plot_site_effect(site_effects),
                           "Each point is a feature and test: the p value (Benjamini-Hochberg adjusted) of its "
                           "association with site before (x) and after (y) ComBat, on a -log10 scale. Dashed "
-                          "lines: p = 0.05.", "site effect before and after")]
+                          f"lines: p = 0.05. {_significant_counts(site_effects)}", "site effect before and after")]
     pca = []
     for stage in schema.STAGES:
         try:
@@ -519,12 +583,15 @@ def _harmonization_section(run: Mapping[str, Any], figures: _Figures) -> str:
         pca.append(figures(f"pca_{stage}", fig, f"Cases on the first two principal components, coloured by site "
                                                 f"({'before' if stage == 'raw' else 'after'} harmonization).",
                            f"PCA scatter {stage}"))
-    parts += ["<h3>Cases by site, before and after</h3>", f'<div class="pair">{"".join(pca)}</div>']
+    parts += ["<h3>Cases by site, before and after</h3>", f'<div class="pair">{"".join(pca)}</div>',
+              '<p class="muted">Sites that form separate clouds before and mix after: ComBat removed the scanner '
+              f"signature.{_e(_classifier_sentence(summary))}</p>"]
     truth = run["truth_correlation"]
     if truth is not None and len(truth):
         parts += ["<h3>Correlation with the ground truth</h3>",
                   figures("truth_correlation", plot_truth_correlation(truth),
-                          "Each point is a (feature, truth variable) pair: |Pearson r| before (x) and after (y).",
+                          "Each point is a (feature, truth variable) pair: |Pearson r| before (x) and after (y). "
+                          + _truth_sentence(truth),
                           "truth correlation before and after")]
     parts.append("</section>")
     return "".join(parts)
@@ -571,5 +638,8 @@ def render_report(run: Mapping[str, Any], figures_dir: str | os.PathLike) -> str
 def write_report(run_dir: str | os.PathLike) -> Path:
     """Write ``<run_dir>/report.html`` (and ``<run_dir>/figures/*.png``) from the run's tables; return its path."""
     run_dir = Path(run_dir)
-    page = render_report(load_run(run_dir), run_dir / pipeline.FIGURES_DIR)
+    figures_dir = run_dir / pipeline.FIGURES_DIR
+    for stale in figures_dir.glob("*.png"):  # an earlier report's figures that this one may not redraw
+        stale.unlink()
+    page = render_report(load_run(run_dir), figures_dir)
     return write_text(run_dir / pipeline.FILES["report"], page)

@@ -133,3 +133,11 @@ def test_missing_column_and_empty_cell(folder):
 def test_missing_csv(tmp_path):
     with pytest.raises(CaseError, match="cases file not found"):
         load_cases(tmp_path / "none.csv")
+
+
+def test_missing_covariate_values_stay_missing_and_ids_stay_text(folder):
+    rows = [dict(GOOD[0], case_id="NA", age=None), dict(GOOD[1], group=None)]
+    cases = load_cases(write_csv(folder, rows))
+    assert cases[schema.CASE_ID].tolist() == ["NA", "b"]  # an id, not a missing value
+    assert cases["age"].dtype == "float64" and np.isnan(cases["age"][0]) and cases["age"][1] == 55
+    assert cases["group"].isna().tolist() == [False, True]

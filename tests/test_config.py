@@ -122,6 +122,16 @@ def test_experiment_paths_resolve_against_the_config_folder(tmp_path):
     assert cfg["experiment"]["out"].endswith("reports/x")
 
 
+def test_paths_given_with_set_resolve_against_the_working_directory(tmp_path, monkeypatch):
+    sub = tmp_path / "cfg"
+    sub.mkdir()
+    path = write(sub, '[experiment]\nname = "x"\n[extraction]\nparams = "p.yaml"\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = load_experiment(path, ["cases.csv=mine/cases.csv"])
+    assert cfg["cases"]["csv"] == str((tmp_path / "mine" / "cases.csv").resolve())
+    assert cfg["extraction"]["params"] == str((sub / "p.yaml").resolve())
+
+
 def test_validate_command_exit_codes(tmp_path, capsys):
     good = write(tmp_path, '[experiment]\nname = "x"\nseed = 3\n', "good.toml")
     assert main(["validate", str(good)]) == 0

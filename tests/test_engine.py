@@ -79,6 +79,7 @@ SETTINGS_VARIANTS = [
 ]
 
 
+@pytest.mark.slow
 def test_shared_extraction_equals_plain_execute():
     image, mask = blob(0)
     masks = _masks(mask)[::2]  # eroded and dilated
@@ -202,14 +203,21 @@ def test_engine_equals_apply_then_execute(cohort, variants, serial_run):
             assert_same_features(expected, got[(case[schema.CASE_ID], v.variant_id)])
 
 
-def test_run_directory_holds_tables_manifest_and_one_file_per_task(serial_run):
+def test_run_directory_holds_tables_manifest_and_one_file_per_task(cohort, serial_run):
     out = serial_run.out_dir
     assert len(list((out / engine.TASKS_DIR).glob("*.parquet"))) == serial_run.total
     assert not (out / engine.LOCK_NAME).exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["tasks"] == {"total": 24, "done": 24, "failed": 0, "resumed": 0}
     assert set(manifest["seeds"]["variants"]) == {v for v, p in manifest["config"]["variants"].items() if "noise" in p}
+    assert manifest["resolved_settings"]["setting"]["binWidth"] == 10
+    assert "padDistance" in manifest["resolved_settings"]["setting"]  # pyradiomics' default, filled in
     assert len(manifest["settings_hash"]) == 64
+    # per case, execute's own diagnostics of the original image and mask (additionalInfo is on by default)
+    for case in cohort.to_dict("records"):
+        reference = extract(case[schema.IMAGE], case[schema.MASK], PARAMS).diagnostics
+        assert manifest["diagnostics"][case[schema.CASE_ID]] == {
+            k: v for k, v in reference.items() if "_Image-original_" in k or "_Mask-original_" in k}
     features = pd.read_parquet(out / engine.FEATURES_NAME)
     pd.testing.assert_frame_equal(features, serial_run.features)
 
@@ -262,6 +270,17 @@ def test_task_keys_depend_on_content_settings_and_repeat_not_on_paths(cohort, va
     assert not set(keys) & {t.key for g in engine.plan(cohort, variants, other) for t in g.tasks}
     two = [t.key for g in engine.plan(cohort, variants, PARAMS, repeats=2) for t in g.tasks]
     assert len(set(two)) == 48 and set(keys) <= set(two)
+
+
+def test_bad_run_options_are_config_errors_before_the_run_directory_is_made(cohort, tmp_path):
+    from harmony.errors import ConfigError
+
+    for option, fragment in (({"workers": -1}, "workers must be >= 0, got -1"),
+                             ({"repeats": 0}, "repeats must be >= 1, got 0"),
+                             ({"executor": "threads"}, "got 'threads'")):
+        with pytest.raises(ConfigError, match=fragment):
+            engine.run_tasks(cohort, None, PARAMS, tmp_path / "run", progress=False, **option)
+    assert not (tmp_path / "run").exists()
 
 
 def test_failures_are_isolated_recorded_and_not_retried_unless_asked(cohort, tmp_path):

@@ -92,6 +92,7 @@ def test_feature_key_parts():
         feature_class("diagnostics")
 
 
+@pytest.mark.slow
 def test_extract_command_end_to_end_with_an_isolated_failure(tmp_path, capsys):
     cases = write_ibsi_phantom(tmp_path / "data")
     # a second case whose ROI pyradiomics rejects (one voxel, minimumROIDimensions 2): it fails alone
@@ -120,6 +121,9 @@ def test_extract_command_end_to_end_with_an_isolated_failure(tmp_path, capsys):
     assert manifest["config"]["params"]["setting"]["binWidth"] == 1
     assert len(manifest["settings_hash"]) == 64
     assert manifest["tasks"] == {"total": 2, "done": 1, "failed": 1, "resumed": 0}
+    # pyradiomics' diagnostics of the successful case: the IBSI phantom's ROI has 74 voxels
+    diagnostics = manifest["diagnostics"][cases[schema.CASE_ID][0]]
+    assert diagnostics["diagnostics_Mask-original_VoxelNum"] == 74 and "tiny" not in manifest["diagnostics"]
 
 
 def test_extract_command_rejects_bad_settings_before_reading_images(tmp_path, capsys):

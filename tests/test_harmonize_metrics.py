@@ -216,3 +216,30 @@ def test_cli_harmonize_end_to_end(cohort, tmp_path, capsys):
     code = main(["harmonize", str(tmp_path / "features.parquet"), "--cases", str(tmp_path / "cases.csv"),
                  "--covariates", "height", "--out", str(tmp_path / "bad")])
     assert code == 2 and "height" in capsys.readouterr().err
+
+
+def test_cli_harmonize_model_refuses_options_it_would_ignore(cohort, tmp_path, capsys):
+    cases, features = cohort
+    features.to_parquet(tmp_path / "features.parquet")
+    cases.to_parquet(tmp_path / "cases.parquet")
+    _, X, site, cov = harmonization_inputs(features, cases, covariates=[AGE, GROUP])
+    model = ComBat().fit(X, site, cov).save(tmp_path / "model.json")
+    common = ["harmonize", str(tmp_path / "features.parquet"), "--cases", str(tmp_path / "cases.parquet"),
+              "--model", str(model), "--out", str(tmp_path / "out")]
+    assert main(common + ["--transform", "log", "--no-eb"]) == 2
+    assert "drop ['--transform', '--no-eb']" in capsys.readouterr().err
+    assert main(common + ["--covariates", AGE]) == 2
+    assert f"the model was fitted with ['{AGE}', '{GROUP}']; missing ['{GROUP}']" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing written on bad input
+
+
+def test_site_classifier_says_why_its_accuracy_is_nan(cohort):
+    cases, features = cohort
+    lonely = features.assign(**{schema.SITE: np.where(features[schema.CASE_ID] == "sim0000", "solo",
+                                                      features[schema.SITE])})
+    with pytest.warns(RuntimeWarning, match="accuracy is NaN: site 'solo' has 1 subject"):
+        assert np.isnan(site_classifier_accuracy(lonely)["accuracy"])
+    pair = features.assign(**{schema.SITE: np.where(features[schema.CASE_ID].isin(["sim0000", "sim0001"]), "duo",
+                                                    features[schema.SITE])})  # 2 folds: 1 of them per training fold
+    with pytest.warns(RuntimeWarning, match="ComBat failed on a training fold .*batch 'duo' has a single sample"):
+        assert np.isnan(site_classifier_accuracy(pair, harmonizer=ComBat())["accuracy"])

@@ -84,6 +84,15 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["t.txt"]
 
 
+def test_atomic_write_gives_the_permissions_open_would(tmp_path):
+    import stat
+
+    atomic_write(tmp_path / "a.txt", lambda tmp: tmp.write_text("x"))
+    (tmp_path / "b.txt").write_text("x")
+    modes = [stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("a.txt", "b.txt")]
+    assert modes[0] == modes[1]
+
+
 @settings(deadline=None, max_examples=30)
 @given(st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=5), st.booleans()),
                        max_size=5))

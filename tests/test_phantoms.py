@@ -300,6 +300,9 @@ def test_cohort_spec_errors_name_the_key(tmp_path):
         load_cohort_spec(tiny_cohort(covariates=[{"name": "site", "levels": ["x"]}]))
     with pytest.raises(ConfigError, match=r"--set: grid\.size: expected 3 values"):
         load_cohort_spec(DEMO, ["grid.size=[32, 32]"])
+    negative = tiny_cohort(latent={"radius_mm": {"mean": -5.0, "sd": 1.0}})  # clipped to 0: no lesion
+    with pytest.raises(ConfigError, match=r"<inline cohort>: subject 'sub000': .*lesion\.radius_mm: must be > 0"):
+        simulate_cohort(negative, tmp_path / "negative", progress=False)
 
 
 def test_experiment_config_takes_a_cohort_by_path_or_inline(tmp_path):

@@ -35,15 +35,15 @@ def long_table(x: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({FEATURE: f.ravel(), T: t.ravel(), R: r.ravel(), Y: x.ravel()})
 
 
-def pingouin_icc(x: np.ndarray) -> pd.DataFrame:
-    """pingouin 0.7.0 with its CI95 column unrounded (it rounds to 2 decimals by default)."""
+def pingouin_icc(data: pd.DataFrame, targets: str = T, raters: str = R, ratings: str = Y) -> pd.DataFrame:
+    """pingouin 0.7.0 with its CI95 column unrounded (it rounds to 2 decimals by default), indexed by form."""
     old = pingouin.options["round.column.CI95"]
     pingouin.options["round.column.CI95"] = None
     try:
-        out = pingouin.intraclass_corr(long_table(x), targets=T, raters=R, ratings=Y, nan_policy="omit")
+        out = pingouin.intraclass_corr(data, targets=targets, raters=raters, ratings=ratings, nan_policy="omit")
     finally:
         pingouin.options["round.column.CI95"] = old
-    return out.assign(low=[c[0] for c in out["CI95"]], high=[c[1] for c in out["CI95"]])
+    return out.assign(low=[c[0] for c in out["CI95"]], high=[c[1] for c in out["CI95"]]).set_index("Type")
 
 
 def reference_icc(x: np.ndarray, confidence: float = 0.95) -> dict[str, tuple[float, float, float]]:
@@ -101,10 +101,9 @@ def test_shrout_fleiss_table2_to_published_two_decimals():
 def test_wine_dataset_matches_pingouin():
     data = pingouin.read_dataset("icc")  # bundled with pingouin: no network
     ours = icc(data, "Wine", "Judge", "Scores").set_index(METRIC)
-    theirs = pingouin.intraclass_corr(data, targets="Wine", raters="Judge", ratings="Scores").set_index("Type")
-    np.testing.assert_allclose(ours.loc[theirs.index, ESTIMATE], theirs["ICC"], atol=1e-10, rtol=0)
-    rounded = np.stack(theirs["CI95"].to_numpy())
-    np.testing.assert_allclose(ours.loc[theirs.index, [CI_LOW, CI_HIGH]], rounded, atol=0.01, rtol=0)
+    theirs = pingouin_icc(data, "Wine", "Judge", "Scores")
+    np.testing.assert_allclose(ours.loc[theirs.index, [ESTIMATE, CI_LOW, CI_HIGH]],
+                               theirs[["ICC", "low", "high"]], atol=1e-10, rtol=0)
     matrix = data.pivot(index="Wine", columns="Judge", values="Scores").to_numpy(float)
     ref = reference_icc(matrix)
     np.testing.assert_allclose(ours.loc[list(ref), [ESTIMATE, CI_LOW, CI_HIGH]], list(ref.values()), atol=1e-10)
@@ -114,7 +113,7 @@ def test_wine_dataset_matches_pingouin():
 def test_random_data_matches_pingouin_and_reference(n, k, seed):
     x = random_matrix(np.random.default_rng(seed), n, k)
     ours = icc(long_table(x)[[T, R, Y]], T, R, Y).set_index(METRIC)
-    theirs = pingouin_icc(x).set_index("Type")
+    theirs = pingouin_icc(long_table(x))
     np.testing.assert_allclose(ours.loc[theirs.index, [ESTIMATE, CI_LOW, CI_HIGH]],
                                theirs[["ICC", "low", "high"]], atol=1e-10, rtol=0)
     ref = reference_icc(x)
@@ -136,7 +135,7 @@ def test_many_features_at_once_equal_one_at_a_time_with_missing_cases():
         ref = reference_icc(complete, confidence=0.9)
         np.testing.assert_allclose(one.loc[list(ref), [ESTIMATE, CI_LOW, CI_HIGH]], list(ref.values()),
                                    atol=1e-10)
-        theirs = pingouin_icc(x[f]).set_index("Type")  # nan_policy="omit": listwise deletion, as ours
+        theirs = pingouin_icc(long_table(x[f]))  # nan_policy="omit": listwise deletion, as ours
         np.testing.assert_allclose(one.loc[theirs.index, ESTIMATE], theirs["ICC"], atol=1e-10, rtol=0)
 
 
@@ -148,6 +147,21 @@ def test_degenerate_features_are_undefined_with_a_reason():
     assert out.loc[0, ESTIMATE].notna().all() and (out.loc[0, REASON] == "").all()
     assert out.loc[1, ESTIMATE].isna().all() and out.loc[1, REASON].str.startswith("constant").all()
     assert out.loc[2, ESTIMATE].isna().all() and out.loc[2, REASON].str.contains("1 complete case").all()
+
+
+def test_no_variation_between_cases_is_undefined_for_icc_and_ccc_but_not_cov():
+    x = np.stack([np.tile([1.0, 1.0, 2.0], (6, 1)), random_matrix(np.random.default_rng(6), 6, 3)])
+    out = icc(long_table(x), T, R, Y, features=FEATURE).set_index(FEATURE)
+    assert out.loc[0, ESTIMATE].isna().all() and out.loc[0, REASON].str.startswith("no variation between cases").all()
+    assert (out.loc[0, N_CASES] == 6).all() and (out.loc[1, REASON] == "").all()
+    overall = ccc(long_table(x), T, R, Y, features=FEATURE, n_boot=100).set_index(FEATURE)
+    assert np.isnan(overall.loc[0, ESTIMATE]) and overall.loc[0, REASON].startswith("no variation between cases")
+    rows = pd.DataFrame([(f"c{c}", "s", v, 0, "flat_cases", x[0, c, r])
+                         for r, v in enumerate([ORIGINAL, "a", "b"]) for c in range(6)], columns=schema.FEATURES.names)
+    table = reliability_table(rows, bootstrap=100).set_index(METRIC)
+    assert (table.loc[list(ICC_METRICS) + ["CCC"], CATEGORY] == reliability.UNDEFINED).all()
+    assert table.loc["CoV", ESTIMATE] == pytest.approx(np.std([1, 1, 2], ddof=1) / (4 / 3))
+    assert table.loc["CoV", CATEGORY] == "high"
 
 
 def test_identical_raters_give_exactly_one_with_a_degenerate_interval():
@@ -244,7 +258,7 @@ matrices = st.tuples(st.integers(3, 8), st.integers(2, 5), st.integers(0, 2**32 
 @settings(deadline=None, max_examples=40)
 @given(matrices)
 def test_icc_at_most_one_and_shift_invariant(x):
-    if x.max() == x.min():
+    if (x == x[0]).all():  # constant, or no variation between targets: undefined (tested above)
         return
     out = icc(long_table(x)[[T, R, Y]], T, R, Y)
     defined = out[REASON] == ""

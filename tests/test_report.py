@@ -89,8 +89,9 @@ def synthetic_run(run_dir, *, sites=("A", "B", "C"), n_cases=12, harmonized=True
                               schema.ESTIMATE: float(rng.uniform(0.3, 0.6) if s == "raw" else rng.uniform(0.6, 0.95))}
                              for f in features for s in schema.STAGES])
         write_table(corr, run_dir / pipeline.FILES["truth_correlation"], hm.TRUTH_CORRELATION)
-        summary = pd.DataFrame({schema.STAGE: list(schema.STAGES), schema.METRIC: ["site_classifier_accuracy"] * 2,
-                                schema.ESTIMATE: [0.95, 0.35]})
+        summary = pd.DataFrame({schema.STAGE: list(schema.STAGES) * 2,
+                                schema.METRIC: ["site_classifier_accuracy"] * 2 + ["site_classifier_chance"] * 2,
+                                schema.ESTIMATE: [0.95, 0.35, 1 / 3, 1 / 3]})
         write_table(summary, run_dir / pipeline.FILES["harmonization_summary"], hm.SUMMARY)
     config = {"experiment": {"name": "synthetic <run>", "description": "A synthetic run & its tables."},
               "reliability": {"icc": "ICC(A,1)"}}
@@ -119,6 +120,19 @@ def test_every_section_present(written):
     assert page.count("How to read this") == 4
     # the heatmap is truncated to the most kind-dependent features and the caption says so
     assert f"Only the {report.HEATMAP_TOP_N} of {N_FEATURES} features" in page
+
+
+def test_captions_state_what_the_tables_say(written):
+    run_dir, _, page = written
+    rel = pd.read_parquet(run_dir / pipeline.FILES["reliability"])
+    medians = (rel[(rel.metric == "ICC(A,1)") & (rel.perturbation != "all")]
+               .groupby("perturbation")["estimate"].median().sort_values())
+    assert f"{medians.index[0]} changes the features most" in page
+    assert f"Median ICC(A,1): {medians.index[0]} {medians.iloc[0]:.2f}, " in page
+    # raw p values are all < 1e-3, harmonized ones all >= 0.05 (see synthetic_run)
+    assert f"anova: {N_FEATURES} of {N_FEATURES} features differ significantly between sites before, 0 after" in page
+    assert "accuracy 0.95 before and 0.35 after (chance 0.33)" in page
+    assert f"{N_FEATURES} of {N_FEATURES} pairs keep or gain correlation" in page
 
 
 def test_case_ids_feature_names_and_config_are_escaped(written):
@@ -164,6 +178,20 @@ def test_single_site_run_without_harmonization(tmp_path):
     assert page.count("<img ") == 2
 
 
+def test_tables_of_a_stage_not_run_this_time_are_not_reported(tmp_path):
+    # an earlier run into the same directory left harmonization tables and figures behind
+    run_dir = synthetic_run(tmp_path / "rerun")
+    report.write_report(run_dir)
+    assert (run_dir / pipeline.FIGURES_DIR / "pca_combat.png").is_file()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["stages"] = {"harmonization": {pipeline.NOT_RUN: "disabled in the config"}}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    page = report.write_report(run_dir).read_text()
+    assert "Not run: disabled in the config" in page and page.count("<img ") == 2
+    assert {p.stem for p in (run_dir / pipeline.FIGURES_DIR).glob("*.png")} == {"icc_distribution", "icc_heatmap"}
+    assert report.load_run(run_dir)["harmonized"] is None
+
+
 def test_plot_functions_take_ax_none_and_return_figures(written):
     run_dir, _, _ = written
     run = report.load_run(run_dir)
@@ -201,3 +229,13 @@ def test_pca_refuses_too_little_data():
                          schema.STAGE: ["raw", "raw"]})
     with pytest.raises(ValueError, match="needs >= 3 cases"):
         report.pca_scores(long, "raw")
+
+
+def test_truth_caption_says_when_harmonization_lost_signal():
+    def table(after):
+        return pd.DataFrame([{schema.FEATURE: f"f{i}", hm.TRUTH: "truth_size", schema.STAGE: stage, schema.ESTIMATE: v}
+                             for i, a in enumerate(after) for stage, v in (("raw", 0.5), ("combat", a))])
+
+    assert report._truth_sentence(table([0.6] * 4 + [0.1])).startswith("4 of 5 pairs keep")
+    assert "most of the biology survives" in report._truth_sentence(table([0.6] * 4 + [0.1]))
+    assert "removed signal as well as site" in report._truth_sentence(table([0.6] * 3 + [0.1] * 2))
