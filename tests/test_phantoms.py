@@ -348,8 +348,19 @@ def test_ibsi_phantom_equals_the_published_files():
 
 # -- acceptance: scanner effects are strong, biology stays recoverable ------------------------------
 
-def site_and_truth_effects(cases: pd.DataFrame) -> tuple[float, dict[str, float]]:
-    """(share of texture features whose site ANOVA has BH q < 0.05, best |Spearman| per truth column)."""
+def _best_abs_spearman(feature_ranks: np.ndarray, truth: np.ndarray) -> float:
+    """The largest |Spearman rho| between any feature (columns of ranks) and the truth."""
+    t = stats.rankdata(truth)
+    f = feature_ranks - feature_ranks.mean(axis=0)
+    t = t - t.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (f * t[:, None]).sum(axis=0) / np.sqrt((f**2).sum(axis=0) * (t**2).sum())
+    return float(np.nanmax(np.abs(rho)))
+
+
+def site_and_truth_effects(cases: pd.DataFrame) -> tuple[float, dict[str, float], dict[str, float]]:
+    """(share of texture features whose site ANOVA has BH q < 0.05, best |Spearman| per truth column, and
+    that best |Spearman| reached by chance: its 95th percentile over 200 permutations of the truth)."""
     features, failures, _ = extract_cases(cases, load_params(COHORT_PARAMS), progress=False)
     assert failures.empty, failures
     wide = schema.wide_features(features).set_index(schema.CASE_ID).drop(columns=[schema.VARIANT_ID, schema.REPEAT])
@@ -358,9 +369,15 @@ def site_and_truth_effects(cases: pd.DataFrame) -> tuple[float, dict[str, float]
     p = [stats.f_oneway(*(wide.loc[cases[schema.SITE] == s, f] for s in cases[schema.SITE].unique())).pvalue
          for f in texture]
     significant = float(np.mean(stats.false_discovery_control(np.nan_to_num(p, nan=1.0)) < 0.05))
-    best = {t: float(wide.apply(lambda col: abs(stats.spearmanr(col, cases[t]).statistic)).max())
-            for t in schema.truth_columns(cases.columns)}
-    return significant, best
+    ranks = stats.rankdata(wide.to_numpy(dtype=float), axis=0)
+    rng = np.random.default_rng(0)
+    best, chance = {}, {}
+    for t in schema.truth_columns(cases.columns):
+        truth = cases[t].to_numpy(dtype=float)
+        best[t] = _best_abs_spearman(ranks, truth)
+        chance[t] = float(np.quantile([_best_abs_spearman(ranks, rng.permutation(truth)) for _ in range(200)],
+                                      0.95))
+    return significant, best, chance
 
 
 @pytest.mark.slow
@@ -373,8 +390,10 @@ def test_site_explains_texture_while_truth_stays_recoverable(tmp_path):
     same = small + ['scanners.profiles=["same0.toml", "same1.toml", "same2.toml", "same3.toml"]']
     null = simulate_cohort(load_cohort_spec(read_toml(DEMO), same, base_dir=tmp_path), tmp_path / "null",
                            progress=False)
-    share_real, truth_real = site_and_truth_effects(real)
-    share_null, _ = site_and_truth_effects(null)
+    share_real, truth_real, chance = site_and_truth_effects(real)
+    share_null, _, _ = site_and_truth_effects(null)
     assert share_real >= 0.7 and share_null <= 0.2, (share_real, share_null)
     assert truth_real["truth_radius_mm"] > 0.9 and truth_real["truth_necrosis_fraction"] > 0.5, truth_real
-    assert truth_real["truth_heterogeneity"] > 0.4, truth_real
+    # the best of ~100 features correlates with anything by chance: beat the permutation null, not a number
+    for t in ("truth_radius_mm", "truth_necrosis_fraction", "truth_heterogeneity"):
+        assert truth_real[t] > chance[t], (t, truth_real[t], chance[t])
