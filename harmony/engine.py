@@ -26,6 +26,7 @@ mask eroded to nothing) that a retry would only repeat.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import json
 import logging
@@ -42,7 +43,8 @@ import pandas as pd
 from harmony import schema
 from harmony.config import Field, Section
 from harmony.errors import ConfigError, HarmonyError
-from harmony.io import atomic_write, build_manifest, now_utc, stable_hash, write_manifest, write_table
+from harmony.io import atomic_write, build_manifest, now_utc, stable_hash, versions, write_manifest, write_table
+from harmony.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +125,20 @@ def resolve_label(params: Mapping[str, Any], label: int | None) -> int:
     return int(label if label is not None else (params.get("setting") or {}).get("label", 1))
 
 
+@functools.lru_cache(maxsize=1)
+def extraction_versions() -> dict[str, str]:
+    """Versions whose change can change a feature value; part of every task key, so that resuming a run
+    after an upgrade re-extracts instead of mixing old and new values."""
+    found = versions()
+    return {k: found[k] for k in ("harmony-radiomics", "pyradiomics_distribution", "pyradiomics", "numpy",
+                                  "SimpleITK", "PyWavelets")}
+
+
 def task_key(image_digest: str, mask_digest: str, variant_params: str, repeat: int,
              params: Mapping[str, Any], label: int) -> str:
-    """The stable key of a task: equal inputs give equal keys on every machine."""
+    """The stable key of a task: equal inputs and extractor versions give equal keys on every machine."""
     return stable_hash({"image": image_digest, "mask": mask_digest, "variant": variant_params, "repeat": repeat,
-                        "params": params, "label": label}, length=32)
+                        "params": params, "label": label, "versions": extraction_versions()}, length=32)
 
 
 def _original_variants() -> list:
@@ -519,8 +530,6 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
     core. ``progress``: None shows a bar on a terminal only, False never. Returns the consolidated tables,
     also written to ``features.parquet``, ``failures.parquet`` and ``manifest.json``.
     """
-    from tqdm.auto import tqdm
-
     from harmony.extract import make_extractor
 
     if executor not in EXECUTORS:
@@ -552,7 +561,7 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
         units = _units(todo, params, label, n_workers, threads)
         logger.info("%d tasks, %d already done; %d groups in %d units on %s (%d workers)", len(tasks), len(done),
                     len(todo), len(units), executor, n_workers)
-        _run_units(out, units, len(tasks), len(done), executor, n_workers, scheduler, progress, tqdm)
+        _run_units(out, units, len(tasks), len(done), executor, n_workers, scheduler, progress)
         features, failures, case_diagnostics = _consolidate(out, tasks)
         write_table(features, out / FEATURES_NAME, schema.FEATURES)
         write_table(failures, out / FAILURES_NAME, schema.FAILURES)
@@ -573,12 +582,11 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
 
 
 def _run_units(out: Path, units: list[_Unit], total: int, already: int, executor: str, workers: int,
-               scheduler: str, progress: bool | None, tqdm) -> None:
+               scheduler: str, progress: bool | None) -> None:
     """Run the units; write a group's task files as soon as all its units are in."""
     expected = collections.Counter(id(u.group) for u in units)
     partial: dict[int, list[tuple[int, dict]]] = collections.defaultdict(list)
-    with tqdm(total=total, initial=already, desc="extract", unit="task",
-              disable=None if progress is None else not progress) as bar:
+    with progress_bar(total=total, initial=already, desc="extract", unit="task", progress=progress) as bar:
         for unit, result in _execute(units, executor, workers, scheduler):
             gid = id(unit.group)
             partial[gid].append((unit.index, result))

@@ -25,6 +25,7 @@ import yaml
 
 from harmony import schema
 from harmony.errors import CaseError, ConfigError
+from harmony.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -269,12 +270,10 @@ def extract_cases(cases: pd.DataFrame, params: Mapping[str, Any], *, label: int 
     Returns (features, failures, diagnostics per case). A case that raises becomes a failures row and
     the others go on. :mod:`harmony.engine` runs perturbation variants, in parallel and resumably.
     """
-    from tqdm.auto import tqdm
-
     extractor = make_extractor(params)
     frames, failures, diagnostics = [], [], {}
     rows = cases.to_dict("records")
-    for case in tqdm(rows, desc="extract", unit="case", disable=None if progress is None else not progress):
+    for case in progress_bar(rows, desc="extract", unit="case", progress=progress):
         case_id = case[schema.CASE_ID]
         try:
             result = extract(read_image(case[schema.IMAGE], "image", case_id),

@@ -37,6 +37,7 @@ import pandas as pd
 from harmony import schema
 from harmony.config import Field, Section
 from harmony.errors import ConfigError, HarmonyError
+from harmony.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -255,8 +256,6 @@ def extract_reference_set(cases: pd.DataFrame, variants: pd.DataFrame, params: M
 
     A task that raises becomes a failures row; the others go on.
     """
-    from tqdm.auto import tqdm
-
     from harmony.cases import load_case_images
     from harmony.extract import extract, feature_rows, make_extractor
     from harmony.io import stable_hash
@@ -268,8 +267,7 @@ def extract_reference_set(cases: pd.DataFrame, variants: pd.DataFrame, params: M
         task_params = variant.apply_settings(params)
         extractors.setdefault(stable_hash(task_params), make_extractor(task_params))
     frames, failures = [], []
-    bar = tqdm(total=len(cases) * len(chains), desc="gate", unit="extraction",
-               disable=None if progress is None else not progress)
+    bar = progress_bar(total=len(cases) * len(chains), desc="gate", unit="extraction", progress=progress)
     for case in cases.to_dict("records"):
         case_id = case[schema.CASE_ID]
         image, mask = load_case_images(case)

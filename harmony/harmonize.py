@@ -190,6 +190,9 @@ def fit_covariates(covariates: pd.DataFrame | None) -> list[Covariate]:
         col = covariates[name]
         continuous = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
         levels = None if continuous else tuple(sorted({str(v) for v in col.dropna()}))
+        if levels is not None and len(levels) < 2:
+            warnings.warn(f"covariate {str(name)!r} has a single level {levels!r}: it carries no information "
+                          "and adds nothing to the design", UserWarning, stacklevel=3)
         specs.append(Covariate(str(name), levels))
     return specs
 

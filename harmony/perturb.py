@@ -58,6 +58,7 @@ from harmony.io import canonical_json, stable_hash
 from harmony.perturb_ops import PerturbationError, estimate_noise
 from harmony.perturb_specs import (_GROUP, SPEC_TYPES, BinCount, BinWidth, Contour, ErodeDilate, Intensity, Noise,
                                    Resample, Rotate, Spec, Translate, Volume, _Param, _State, spec_from_dict)
+from harmony.progress import progress_bar
 
 __all__ = [
     "DESIGN", "SPEC_TYPES", "BinCount", "BinWidth", "Contour", "ErodeDilate", "Intensity", "Noise",
@@ -482,16 +483,13 @@ def perturb_cases(cases: pd.DataFrame, variants: list[Variant], *, out_dir=None,
     """
     from pathlib import Path
 
-    from tqdm.auto import tqdm
-
     from harmony.cases import load_case_images
 
     if save_images and out_dir is None:
         raise ValueError("save_images needs out_dir")
     cases = schema.CASES.validate(cases, source="perturb")
     rows = []
-    with tqdm(total=len(cases) * len(variants), desc="perturb", unit="variant",
-              disable=None if progress is None else not progress) as bar:
+    with progress_bar(total=len(cases) * len(variants), desc="perturb", unit="variant", progress=progress) as bar:
         for case in cases.to_dict("records"):
             case_id = case[schema.CASE_ID]
             image, mask = load_case_images(case)

@@ -27,6 +27,7 @@ from harmony import schema, textures
 from harmony.config import Field, Section, apply_overrides, load, validate
 from harmony.errors import ConfigError
 from harmony.io import stable_hash, write_json
+from harmony.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -633,8 +634,6 @@ def simulate_cohort(spec: Mapping[str, Any], out_dir: str | os.PathLike, *, seed
     ``truth_volume_mm3`` (the lesion volume on the phantom grid). A subject imaged on several scanners
     (travelling) has one case per scanner, ``<subject>-<site>``. ``seed`` overrides ``cohort.seed``.
     """
-    from tqdm.auto import tqdm
-
     from harmony.cases import write_cases
 
     if "_profiles" not in spec:
@@ -646,8 +645,7 @@ def simulate_cohort(spec: Mapping[str, Any], out_dir: str | os.PathLike, *, seed
     info_columns = [c for c in subjects.columns if c != "sites"]
     rows, recorded = [], []
     records = subjects.to_dict("records")
-    for index, subject in enumerate(tqdm(records, desc="phantoms", unit="subject",
-                                         disable=None if progress is None else not progress)):
+    for index, subject in enumerate(progress_bar(records, desc="phantoms", unit="subject", progress=progress)):
         phantom, phantom_seed = subject_phantom(spec, subject), _subject_seed(seed, index)
         try:
             image, mask = render_phantom(phantom, phantom_seed)

@@ -1,7 +1,8 @@
 """`harmony run`: one experiment end to end (cohort, variants, extraction, reliability, harmonization, report).
 
 Each stage writes its tables into the run directory and records in ``manifest.json`` the hash of its
-inputs (its own settings plus the hashes of the stages it reads); re-running skips every stage whose
+inputs (its own settings, the hashes of the stages it reads and the installed package versions, so an
+upgrade reruns what it could change); re-running skips every stage whose
 outputs exist and whose input hash is unchanged, and the extraction engine resumes task by task.
 
 Run directory::
@@ -29,7 +30,7 @@ import pandas as pd
 
 from harmony import engine, harmonize, reliability, schema
 from harmony.errors import ConfigError
-from harmony.io import (MANIFEST_NAME, build_manifest, now_utc, read_json, read_table, stable_hash,
+from harmony.io import (MANIFEST_NAME, build_manifest, now_utc, read_json, read_table, stable_hash, versions,
                         write_manifest, write_table)
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class _Run:
         self.hashes: dict[str, str] = {}
         self.summary = RunSummary(self.dir)
         self.seeds: dict[str, Any] = {"experiment": self.seed}
+        self.versions = versions()  # an upgraded library reruns every stage it could change
 
     def path(self, key: str) -> Path:
         return self.dir / FILES[key]
@@ -92,7 +94,7 @@ class _Run:
     def stage(self, name: str, inputs: Any, outputs: Sequence[Path],
               work: Callable[[], dict[str, Any] | None]) -> None:
         """Run ``work`` unless the stage's outputs exist and its input hash is unchanged; record it."""
-        digest = stable_hash(inputs, length=32)
+        digest = stable_hash({"inputs": inputs, "versions": self.versions}, length=32)
         self.hashes[name] = digest
         record = self.records.get(name) or {}
         if record.get("input_hash") == digest and all(p.exists() for p in outputs):

@@ -57,6 +57,7 @@ from harmony.schema import (
     CASE_ID, CATEGORY, CI_HIGH, CI_LOW, ESTIMATE, FEATURE, ICC_METRICS, KIND, METRIC, N_CASES, N_VARIANTS,
     ORIGINAL, PERTURBATION, REASON, REPEAT, STABLE, VALUE, VARIANT_ID,
 )
+from harmony.progress import progress_bar
 
 #: The perturbation group holding every variant.
 ALL = "all"
@@ -694,7 +695,7 @@ def reliability_table(features: pd.DataFrame, variants: pd.DataFrame | None = No
     rng : numpy.random.Generator, optional
         Draws of the overall-CCC bootstrap; default ``numpy.random.default_rng(DEFAULT_SEED)``.
     progress : bool, optional
-        tqdm bar over the perturbation groups (None: only on a terminal).
+        progress bar over the perturbation groups (None: only on a terminal).
 
     Returns
     -------
@@ -720,14 +721,12 @@ def reliability_table(features: pd.DataFrame, variants: pd.DataFrame | None = No
     0        noise     0.986   0.956  excellent    True
     1          all     0.986   0.956  excellent    True
     """
-    from tqdm.auto import tqdm
-
     settings = resolve_settings(settings, **overrides)
     rng = np.random.default_rng(DEFAULT_SEED) if rng is None else rng
     design = _Design(features, variants)
     frames = []
-    for name, conditions in tqdm(design.groups().items(), desc="reliability", unit="group",
-                                 disable=None if progress is None else not progress):
+    for name, conditions in progress_bar(design.groups().items(), desc="reliability", unit="group",
+                                         progress=progress):
         res = _group_results(design.x[:, :, conditions], settings, rng)
         frames.append(_rows(design.feature_names, name, len(conditions), res, settings))
     return schema.RELIABILITY.validate(pd.concat(frames, ignore_index=True), "reliability")

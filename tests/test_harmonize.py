@@ -197,6 +197,13 @@ def test_covariate_levels_are_learned_in_fit():
         model.transform(X, site, cov.assign(age=np.where(np.arange(len(cov)) == 5, np.nan, cov.age)))
 
 
+def test_a_single_level_covariate_is_named_in_a_warning_and_changes_nothing():
+    X, site, cov = cohort(np.random.default_rng(2))
+    with pytest.warns(UserWarning, match=r"covariate 'scanner_room' has a single level \('A',\)"):
+        with_constant = ComBat().fit_transform(X, site, cov.assign(scanner_room="A"))
+    np.testing.assert_allclose(with_constant, ComBat().fit_transform(X, site, cov), atol=1e-12)
+
+
 def test_model_applied_to_another_feature_set_fails_naming_the_features():
     X, site, _ = cohort(np.random.default_rng(1))
     df = pd.DataFrame(X, columns=[f"f{j}" for j in range(X.shape[1])])

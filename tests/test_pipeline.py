@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harmony import pipeline, schema
+from harmony import engine, pipeline, schema
 from harmony.cli import main
 from harmony.config import load_experiment
 from harmony.errors import ConfigError
@@ -120,6 +120,26 @@ def test_rerun_skips_finished_stages_and_redoes_what_changed(tiny_run, capsys):
     assert main(["run", str(config), "--out", str(run_dir), "--quiet", "--set", "reliability.icc_min=0.5",
                  "--executor", "processes", "--workers", "2"]) == 0
     assert capsys.readouterr().out.count("skipped (up to date)") == len(pipeline.STAGES)
+
+
+def test_an_upgraded_extractor_reruns_every_stage_and_re_extracts(tiny_run, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from harmony import io
+
+    config, shared_run = tiny_run
+    run_dir = tmp_path / "run"  # a copy: the module's run stays as the other tests expect it
+    shutil.copytree(shared_run, run_dir)
+    features = run_dir / pipeline.FILES["features"]
+    before = features.stat().st_mtime_ns
+    upgraded = {**io.versions(), "pyradiomics": "99.0"}
+    monkeypatch.setattr(pipeline, "versions", lambda: upgraded)
+    monkeypatch.setattr(engine, "extraction_versions", lambda: {"pyradiomics": "99.0"})
+    capsys.readouterr()
+    assert main(["run", str(config), "--out", str(run_dir), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" not in out
+    assert features.stat().st_mtime_ns != before
 
 
 def test_config_without_cases_is_refused(tmp_path, capsys):
