@@ -58,6 +58,9 @@ class Column:
     dtype: str  # one of "str", "float64", "int64", "bool"
     nullable: bool = False
     choices: tuple | None = None
+    #: A label repeated over many rows (case, site, variant, feature of the long tables): held as a pandas
+    #: categorical, which stores each label once and lets the statistics use its integer codes directly.
+    categorical: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in _KINDS:
@@ -80,7 +83,8 @@ class TableSpec:
 
     def empty(self) -> pd.DataFrame:
         """A zero-row frame with the right columns and dtypes."""
-        return pd.DataFrame({c.name: pd.Series([], dtype=_pandas_dtype(c.dtype)) for c in self.columns})
+        return pd.DataFrame({c.name: pd.Series([], dtype="category" if c.categorical else _pandas_dtype(c.dtype))
+                             for c in self.columns})
 
     def validate(self, df: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
         """Check and coerce ``df``; return a copy with the spec's columns first, in order.
@@ -128,13 +132,22 @@ def _coerce(series: pd.Series, col: Column, where: str) -> pd.Series:
     if null.any() and not col.nullable:
         row = int(np.flatnonzero(null.to_numpy())[0])
         raise SchemaError(f"{where}: missing value in row {row}")
-    if col.dtype == "str":
-        is_text = np.fromiter((isinstance(v, str) for v in series), dtype=bool, count=len(series))
-        bad = ~null.to_numpy() & ~is_text
-        if bad.any():
-            value = series[bad].iloc[0]
-            raise SchemaError(f"{where}: expected text, got {_show(value)} ({type(value).__name__})")
+    if col.dtype == "str" and col.categorical and isinstance(series.dtype, pd.CategoricalDtype):
+        categories = series.cat.categories
+        bad = [c for c in categories if not isinstance(c, str)]
+        if bad:
+            raise SchemaError(f"{where}: expected text, got {_show(bad[0])} ({type(bad[0]).__name__})")
+        out = series.cat.remove_unused_categories()  # a filtered table lists only the labels it holds
+    elif col.dtype == "str":
+        if not isinstance(series.dtype, pd.StringDtype):  # a string dtype holds nothing but text and NA
+            is_text = np.fromiter((isinstance(v, str) for v in series), dtype=bool, count=len(series))
+            bad = ~null.to_numpy() & ~is_text
+            if bad.any():
+                value = series[bad].iloc[0]
+                raise SchemaError(f"{where}: expected text, got {_show(value)} ({type(value).__name__})")
         out = series.astype("str") if not null.any() else series.astype(object).where(~null, None).astype("str")
+        if col.categorical:
+            out = out.astype("category")
     elif col.dtype == "bool":
         is_bool = np.fromiter((isinstance(v, (bool, np.bool_)) for v in series), dtype=bool, count=len(series))
         if not is_bool.all():
@@ -179,8 +192,9 @@ VARIANTS = TableSpec(
 )
 FEATURES = TableSpec(
     "features",
-    _cols((CASE_ID, "str"), (SITE, "str"), (VARIANT_ID, "str"), (REPEAT, "int64"), (FEATURE, "str"),
-          (VALUE, "float64", True)),
+    (Column(CASE_ID, "str", categorical=True), Column(SITE, "str", categorical=True),
+     Column(VARIANT_ID, "str", categorical=True), Column(REPEAT, "int64"), Column(FEATURE, "str", categorical=True),
+     Column(VALUE, "float64", nullable=True)),
     key=(CASE_ID, VARIANT_ID, REPEAT, FEATURE),
     doc="Long format, one feature value a row; feature is the pyradiomics key.",
 )

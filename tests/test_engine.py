@@ -187,7 +187,7 @@ def serial_run(cohort, variants, tmp_path_factory):
 
 
 def _sorted(features: pd.DataFrame) -> pd.DataFrame:
-    return features.sort_values([schema.CASE_ID, schema.VARIANT_ID, schema.REPEAT, schema.FEATURE],
+    return schema.FEATURES.validate(features).sort_values([schema.CASE_ID, schema.VARIANT_ID, schema.REPEAT, schema.FEATURE],
                                 ignore_index=True)
 
 
