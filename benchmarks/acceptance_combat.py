@@ -6,7 +6,7 @@ Two cohorts, each split into training (2/3) and held-back (1/3) subjects, strati
   4 scanners, location and scale site effects, known truth), plus its skewed variant, which compares the
   transforms;
 - ``images`` (``--images``): the image-based phantom cohort (``phantoms/cohort_demo.toml`` through
-  :func:`harmony.phantoms.simulate_cohort`), extracted with pyradiomics (``harmony.extract.extract_cases``).
+  :func:`harmony.phantoms.simulate_cohort`), extracted with pyradiomics (``harmony.engine.run_tasks``).
 
 For each part and stage it prints the fraction of features with a site effect (BH-corrected, per test),
 the site classifier's cross-validated accuracy (and chance; for harmonized training subjects ComBat is
@@ -74,13 +74,16 @@ def train_held_back(features: pd.DataFrame, cases: pd.DataFrame, covariates: lis
 
 
 def image_cohort(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from harmony.extract import extract_cases, load_params
+    from harmony.engine import run_tasks
+    from harmony.extract import load_params
     from harmony.phantoms import load_cohort_spec, simulate_cohort
 
     root = Path(__file__).resolve().parents[1]
     spec = load_cohort_spec(root / "phantoms" / "cohort_demo.toml")
     cases = simulate_cohort(spec, out, progress=False)
-    features, failures, _ = extract_cases(cases, load_params(root / "phantoms" / "cohort_params.yaml"), progress=False)
+    run = run_tasks(cases, None, load_params(root / "phantoms" / "cohort_params.yaml"), out / "extraction",
+                    progress=False)
+    features, failures = run.features, run.failures
     if len(failures):
         print(f"{len(failures)} case(s) failed extraction; they are left out")
     return cases, features

@@ -25,7 +25,6 @@ import yaml
 
 from harmony import schema
 from harmony.errors import CaseError, ConfigError
-from harmony.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -261,33 +260,6 @@ def image_type(feature: str) -> str:
     'original'
     """
     return feature.rsplit("_", 2)[0]
-
-
-def extract_cases(cases: pd.DataFrame, params: Mapping[str, Any], *, label: int | None = None,
-                  progress: bool | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Extract every case of a cases table serially, original images only.
-
-    Returns (features, failures, diagnostics per case). A case that raises becomes a failures row and
-    the others go on. :mod:`harmony.engine` runs perturbation variants, in parallel and resumably.
-    """
-    extractor = make_extractor(params)
-    frames, failures, diagnostics = [], [], {}
-    rows = cases.to_dict("records")
-    for case in progress_bar(rows, desc="extract", unit="case", progress=progress):
-        case_id = case[schema.CASE_ID]
-        try:
-            result = extract(read_image(case[schema.IMAGE], "image", case_id),
-                             read_image(case[schema.MASK], "mask", case_id), extractor, label=label)
-        except Exception as exc:  # one failed case must not lose the others
-            logger.warning("case %r failed: %s", case_id, exc)
-            failures.append({schema.CASE_ID: case_id, schema.VARIANT_ID: schema.ORIGINAL, schema.REPEAT: 0,
-                             schema.ERROR: f"{type(exc).__name__}: {exc}"})
-            continue
-        frames.append(feature_rows(result.features, case_id=case_id, site=case[schema.SITE]))
-        diagnostics[case_id] = result.diagnostics
-    features = pd.concat(frames, ignore_index=True) if frames else schema.FEATURES.empty()
-    failed = pd.DataFrame(failures) if failures else schema.FAILURES.empty()
-    return schema.FEATURES.validate(features), schema.FAILURES.validate(failed), diagnostics
 
 
 # -- work sharing: several mask/settings variants of one image -----------------------------------------

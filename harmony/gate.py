@@ -22,7 +22,6 @@ value agrees; ``fail_on_version_change`` makes it fail the gate.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import xml.etree.ElementTree as ET
@@ -37,9 +36,6 @@ import pandas as pd
 from harmony import schema
 from harmony.config import Field, Section
 from harmony.errors import ConfigError, HarmonyError
-from harmony.progress import progress_bar
-
-logger = logging.getLogger(__name__)
 
 
 class GateError(HarmonyError):
@@ -252,41 +248,21 @@ def write_reference_cases(config: Mapping[str, Any], directory: str | os.PathLik
 def extract_reference_set(cases: pd.DataFrame, variants: pd.DataFrame, params: Mapping[str, Any], *,
                           label: int = 1, progress: bool | None = None
                           ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Extract every (case, variant) of the reference set serially; returns (features, failures) tables.
+    """Extract every (case, variant) of the reference set afresh; returns (features, failures) tables.
 
-    A task that raises becomes a failures row; the others go on.
+    It runs through the extraction engine (serially, in a scratch directory, so nothing cached by an
+    earlier run is reused); a task that raises becomes a failures row and the others go on.
     """
-    from harmony.cases import load_case_images
-    from harmony.extract import extract, feature_rows, make_extractor
-    from harmony.io import stable_hash
+    import tempfile
+
+    from harmony.engine import run_tasks
     from harmony.perturb import variants_from_table
 
     chains = variants_from_table(variants, source="gate reference set")
-    extractors: dict[str, Any] = {}
-    for variant in chains:  # bad settings fail the whole run before any image is read
-        task_params = variant.apply_settings(params)
-        extractors.setdefault(stable_hash(task_params), make_extractor(task_params))
-    frames, failures = [], []
-    bar = progress_bar(total=len(cases) * len(chains), desc="gate", unit="extraction", progress=progress)
-    for case in cases.to_dict("records"):
-        case_id = case[schema.CASE_ID]
-        image, mask = load_case_images(case)
-        for variant in chains:
-            try:
-                extractor = extractors[stable_hash(variant.apply_settings(params))]
-                result = extract(*variant.apply(image, mask, case_id=case_id, label=label), extractor, label=label)
-            except Exception as exc:  # one failed task must not lose the others
-                logger.warning("case %r, variant %r failed: %s", case_id, variant.variant_id, exc)
-                failures.append({schema.CASE_ID: case_id, schema.VARIANT_ID: variant.variant_id, schema.REPEAT: 0,
-                                 schema.ERROR: f"{type(exc).__name__}: {exc}"})
-            else:
-                frames.append(feature_rows(result.features, case_id=case_id, site=case[schema.SITE],
-                                           variant_id=variant.variant_id))
-            bar.update()
-    bar.close()
-    features = pd.concat(frames, ignore_index=True) if frames else schema.FEATURES.empty()
-    failed = pd.DataFrame(failures) if failures else schema.FAILURES.empty()
-    return schema.FEATURES.validate(features), schema.FAILURES.validate(failed)
+    with tempfile.TemporaryDirectory(prefix="harmony-gate-") as scratch:
+        run = run_tasks(cases, chains, params, scratch, executor="serial", label=label, progress=progress,
+                        command="gate")
+    return run.features, run.failures
 
 
 def create_baseline(config: Mapping[str, Any], out_dir: str | os.PathLike, *,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ from harmony.cli import main
 from harmony.config import load_experiment, read_toml, validate
 from harmony.errors import ConfigError
 from harmony.io import read_json
-from harmony.extract import extract, extract_cases, feature_class, load_params
+from harmony.engine import run_tasks
+from harmony.extract import extract, feature_class, load_params
 from harmony.phantoms import (SCANNER, SCANNER_DIR, SUBJECT, acquire, builtin_scanners, load_cohort_spec,
                               load_scanner, render_phantom, simulate_cohort)
 from tests.conftest import reference_path
@@ -361,7 +363,9 @@ def _best_abs_spearman(feature_ranks: np.ndarray, truth: np.ndarray) -> float:
 def site_and_truth_effects(cases: pd.DataFrame) -> tuple[float, dict[str, float], dict[str, float]]:
     """(share of texture features whose site ANOVA has BH q < 0.05, best |Spearman| per truth column, and
     that best |Spearman| reached by chance: its 95th percentile over 200 permutations of the truth)."""
-    features, failures, _ = extract_cases(cases, load_params(COHORT_PARAMS), progress=False)
+    with tempfile.TemporaryDirectory() as scratch:
+        run = run_tasks(cases, None, load_params(COHORT_PARAMS), scratch, progress=False)
+    features, failures = run.features, run.failures
     assert failures.empty, failures
     wide = schema.wide_features(features).set_index(schema.CASE_ID).drop(columns=[schema.VARIANT_ID, schema.REPEAT])
     cases = cases.set_index(schema.CASE_ID).loc[wide.index]
