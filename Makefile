@@ -29,7 +29,9 @@ browser:
 	  { $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; } || \
 	  echo "make: could not install chromium; the browser test will skip"; }
 
+# The import contract first (layers, no cycles): a new upward import or cycle fails the build.
 test: $(STAMP) browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15
 
 clean:

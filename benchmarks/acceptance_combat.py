@@ -24,10 +24,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harmony import schema
-from harmony.harmonization_metrics import SIGNIFICANT, TEST, site_classifier_accuracy, site_effects, truth_correlations
-from harmony.harmonization_simulation import AGE, GROUP, simulate_site_features
-from harmony.harmonize import ComBat, harmonization_inputs
+from harmony.core import schema
+from harmony.harmonize.combat import ComBat
+from harmony.harmonize.features import harmonization_inputs
+from harmony.harmonize.metrics import (
+    SIGNIFICANT,
+    TEST,
+    site_classifier_accuracy,
+    site_effects,
+    truth_correlations,
+)
+from harmony.harmonize.simulation import AGE, GROUP, simulate_site_features
 
 
 def _long(wide: pd.DataFrame, site: pd.Series) -> pd.DataFrame:
@@ -74,9 +81,9 @@ def train_held_back(features: pd.DataFrame, cases: pd.DataFrame, covariates: lis
 
 
 def image_cohort(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from harmony.engine import run_tasks
-    from harmony.extract import load_params
-    from harmony.phantoms import load_cohort_spec, simulate_cohort
+    from harmony.extraction.engine import run_tasks
+    from harmony.extraction.params import load_params
+    from harmony.phantoms.cohort import load_cohort_spec, simulate_cohort
 
     root = Path(__file__).resolve().parents[1]
     spec = load_cohort_spec(root / "phantoms" / "cohort_demo.toml")

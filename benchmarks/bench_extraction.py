@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from harmony import schema
-from harmony.engine import run_tasks
-from harmony.extract import make_extractor, split_result
-from harmony.perturb import expand_design
+from harmony.core import schema
+from harmony.extraction.adapter import make_extractor, split_result
+from harmony.extraction.engine import run_tasks
+from harmony.perturb.design import expand_design
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HARMONY_REFERENCE_DATA", ROOT.parent / "shared" / "data")) / "pyradiomics_cases"

@@ -16,10 +16,18 @@ import time
 import numpy as np
 import pandas as pd
 import pingouin
-
-from harmony.reliability import icc
-from harmony.schema import CASE_ID, ESTIMATE, FEATURE, ICC_METRICS, METRIC, VALUE, VARIANT_ID
 from timing import best_of
+
+from harmony import icc
+from harmony.core.schema import (
+    CASE_ID,
+    ESTIMATE,
+    FEATURE,
+    ICC_METRICS,
+    METRIC,
+    VALUE,
+    VARIANT_ID,
+)
 
 
 def make_data(n_features: int, n_cases: int, n_variants: int, seed: int = 0) -> pd.DataFrame:

@@ -12,11 +12,16 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harmony.errors import HarmonyError
+from harmony.core.errors import HarmonyError
 
 log = logging.getLogger("harmony")
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    """Progress bars on a terminal unless ``--quiet``."""
+    return False if args.quiet else None
 
 
 def _add_set(parser: argparse.ArgumentParser, what: str = "config") -> None:
@@ -32,7 +37,7 @@ def _validate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from harmony.config import load_experiment
+    from harmony.workflows.experiment import load_experiment
 
     config = load_experiment(args.config, args.overrides)
     print(json.dumps(config, indent=2, sort_keys=False))
@@ -46,7 +51,7 @@ def _versions_args(p: argparse.ArgumentParser) -> None:
 
 
 def _versions(args: argparse.Namespace) -> int:
-    from harmony.io import versions
+    from harmony.core.manifest import versions
 
     found = versions()
     if args.json:
@@ -61,7 +66,7 @@ def _versions(args: argparse.Namespace) -> int:
 # -- harmony extract ----------------------------------------------------------------------------------
 
 def _extract_args(p: argparse.ArgumentParser) -> None:
-    from harmony.engine import EXECUTORS
+    from harmony.extraction.executors import EXECUTORS
 
     p.add_argument("cases", help="cases CSV: case_id,image,mask,site[,covariates...], paths relative to it")
     p.add_argument("--params", required=True, help="pyradiomics parameters (.yaml, .yml, .toml or .json)")
@@ -79,25 +84,13 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from harmony import schema
-    from harmony.cases import load_cases
-    from harmony.config import apply_overrides
-    from harmony.engine import resolve_label, run_tasks
-    from harmony.extract import load_params, make_extractor
-    from harmony.io import read_table
+    from harmony.core import schema
+    from harmony.workflows.commands import extract_cases
 
-    params, _ = apply_overrides(load_params(args.params), args.overrides)
-    make_extractor(params, source=args.params)  # fail on bad settings before reading any image
-    label = resolve_label(params, args.label)
-    cases = load_cases(args.cases, label=label)
-    variants = None
-    if args.variants:
-        from harmony.perturb import variants_from_table
-
-        variants = variants_from_table(read_table(args.variants, schema.VARIANTS), source=args.variants)
-    result = run_tasks(cases, variants, params, args.out, repeats=args.repeats, executor=args.executor,
-                       workers=args.workers, scheduler=args.scheduler, label=label, retry_failed=args.retry_failed,
-                       progress=False if args.quiet else None)
+    result = extract_cases(args.cases, args.params, args.out, overrides=args.overrides, label=args.label,
+                           variants_path=args.variants, repeats=args.repeats, executor=args.executor,
+                           workers=args.workers, scheduler=args.scheduler, retry_failed=args.retry_failed,
+                           progress=_progress(args))
     n_features = result.features[schema.FEATURE].nunique()
     print(f"{result.done} of {result.total} tasks extracted ({result.resumed} from an earlier run), "
           f"{n_features} features each -> {result.out_dir}")
@@ -114,8 +107,9 @@ def _gate_args(p: argparse.ArgumentParser) -> None:
     for name, help_text in (("baseline", "extract the reference set and store it as a baseline"),
                             ("check", "re-extract the baseline's reference set and compare; exit 1 on a change")):
         s = sub.add_parser(name, help=help_text, description=help_text)
-        s.add_argument("config", nargs="?", default="experiments/gate.toml",
-                       help="experiment config with a [gate] section (default: experiments/gate.toml)")
+        s.add_argument("config", nargs="?", default="gate",
+                       help="experiment config with a [gate] section (default: the built-in 'gate', "
+                            "experiments/gate.toml of the examples)")
         if name == "baseline":
             s.add_argument("--out", required=True, help="baseline directory to write")
         else:
@@ -130,7 +124,9 @@ def _gate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from harmony import gate, ibsi, schema
+    from harmony import gate
+    from harmony.core import schema
+    from harmony.gate import ibsi
 
     if args.gate_command == "ibsi":
         table = ibsi.ibsi_compliance()
@@ -141,7 +137,7 @@ def _gate(args: argparse.Namespace) -> int:
         for row in failed.to_dict("records"):
             print(f"  {row[schema.FEATURE]} ({row[ibsi.IBSI_TAG]}): {row[schema.REASON]}")
         return EXIT_OK
-    from harmony.config import load_experiment
+    from harmony.workflows.experiment import load_experiment
 
     config = load_experiment(args.config, args.overrides)
     progress = False if args.quiet else None
@@ -168,19 +164,13 @@ def _phantoms_args(p: argparse.ArgumentParser) -> None:
 
 
 def _phantoms(args: argparse.Namespace) -> int:
-    from harmony import schema
-    from harmony.io import build_manifest, now_utc, write_manifest
-    from harmony.phantoms import SUBJECT, load_cohort_spec, simulate_cohort
+    from harmony.core import schema
+    from harmony.phantoms.cohort import SUBJECT
+    from harmony.workflows.commands import simulate_phantoms
 
-    started = now_utc()
-    spec = load_cohort_spec(args.spec, args.overrides)
-    seed = spec["cohort"]["seed"] if args.seed is None else args.seed
-    cases = simulate_cohort(spec, args.out, seed=seed, progress=False if args.quiet else None)
-    out = Path(args.out)
-    write_manifest(out, build_manifest(command="phantoms", config=spec, seeds={"cohort": seed}, started=started,
-                                       tasks={"total": len(cases), "done": len(cases), "failed": 0}))
+    cases = simulate_phantoms(args.spec, args.out, overrides=args.overrides, seed=args.seed, progress=_progress(args))
     print(f"{len(cases)} cases of {cases[SUBJECT].nunique()} subjects on {cases[schema.SITE].nunique()} scanners "
-          f"-> {out / 'cases.csv'}")
+          f"-> {Path(args.out) / 'cases.csv'}")
     return EXIT_OK
 
 
@@ -198,16 +188,18 @@ def _reliability_args(p: argparse.ArgumentParser) -> None:
 
 
 def _reliability(args: argparse.Namespace) -> int:
-    from harmony import reliability, schema
+    from harmony.core import schema
+    from harmony.reliability.verdicts import summary_counts
+    from harmony.workflows.assess import OUTPUTS, load_settings, run_reliability
 
-    settings, seed = reliability.load_settings(args.config, args.overrides)
-    results = reliability.run(args.features, args.out, variants_path=args.variants, settings=settings, seed=seed,
-                              progress=False if args.quiet else None)
+    settings, seed = load_settings(args.config, args.overrides)
+    results = run_reliability(args.features, args.out, variants_path=args.variants, settings=settings, seed=seed,
+                              progress=_progress(args))
     verdicts = results["verdicts"]
     print(f"{settings['icc']} categories per perturbation (judged on {settings['judge_on']}):")
-    print(reliability.summary_counts(results["reliability"], settings).to_string())
+    print(summary_counts(results["reliability"], settings).to_string())
     print(f"{int(verdicts[schema.STABLE].sum())} of {len(verdicts)} features stable "
-          f"(verdict on {', '.join(settings['verdict'])}) -> {Path(args.out) / reliability.OUTPUTS['verdicts']}")
+          f"(verdict on {', '.join(settings['verdict'])}) -> {Path(args.out) / OUTPUTS['verdicts']}")
     return EXIT_OK
 
 
@@ -231,28 +223,25 @@ def _harmonize_args(p: argparse.ArgumentParser) -> None:
 
 
 def _harmonize(args: argparse.Namespace) -> int:
-    from harmony import harmonize, schema
-    from harmony.io import read_table
+    from harmony.core import schema
+    from harmony.workflows.commands import harmonize_table
 
-    features = read_table(args.features, schema.FEATURES)
-    cases = harmonize.read_cases(args.cases) if args.cases else None
     covariates = [c.strip() for c in args.covariates.split(",") if c.strip()] if args.covariates else None
-    if args.model:
-        fit_only = {"--ref-batch": args.ref_batch, "--transform": args.transform, "--nonparametric": args.nonparametric,
-                    "--no-eb": args.no_eb, "--mean-only": args.mean_only}
-        given = [flag for flag, value in fit_only.items() if value]
-        if given:
-            raise HarmonyError(f"--model {args.model}: the saved model fixes the ComBat options; drop {given}")
-        options = {"model": harmonize.ComBat.load(args.model)}
-    else:
-        options = {"parametric": not args.nonparametric, "eb": not args.no_eb, "mean_only": args.mean_only,
-                   "ref_batch": args.ref_batch, "transform": args.transform}
-    metrics = harmonize.run_harmonization(features, args.out, cases, batch=args.batch or schema.SITE,
-                                          covariates=covariates,
-                                          n_splits=args.folds, random_state=args.seed, **options)
+    fit_only = {"--ref-batch": args.ref_batch, "--transform": args.transform, "--nonparametric": args.nonparametric,
+                "--no-eb": args.no_eb, "--mean-only": args.mean_only}
+    given = [flag for flag, value in fit_only.items() if value]
+    if args.model and given:
+        raise HarmonyError(f"--model {args.model}: the saved model fixes the ComBat options; drop {given}")
+    options = None if args.model else {"parametric": not args.nonparametric, "eb": not args.no_eb,
+                                       "mean_only": args.mean_only, "ref_batch": args.ref_batch,
+                                       "transform": args.transform}
+    metrics = harmonize_table(args.features, args.out, cases_path=args.cases, batch=args.batch or schema.SITE,
+                              covariates=covariates, model_path=args.model, combat_options=options,
+                              n_splits=args.folds, random_state=args.seed)
     summary = metrics["summary"].pivot(index=schema.METRIC, columns=schema.STAGE, values=schema.ESTIMATE)
     print(summary[[c for c in ("raw", "combat") if c in summary.columns]].round(3).to_string())
-    print(f"harmonized {features[schema.CASE_ID].nunique()} cases -> {Path(args.out)}")
+    n_cases = metrics["harmonized"][schema.CASE_ID].nunique()
+    print(f"harmonized {n_cases} cases -> {Path(args.out)}")
     return EXIT_OK
 
 
@@ -272,33 +261,15 @@ def _perturb_args(p: argparse.ArgumentParser) -> None:
 
 
 def _perturb(args: argparse.Namespace) -> int:
-    from harmony import schema
-    from harmony.cases import load_cases
-    from harmony.config import load
-    from harmony.extract import load_params
-    from harmony.io import build_manifest, now_utc, write_manifest, write_table
-    from harmony.perturb import DESIGN, expand_design, perturb_cases, variants_table
+    from harmony.workflows.commands import perturb_study
 
-    started = now_utc()
-    design = load(args.design, DESIGN, args.overrides)
-    params = load_params(args.params) if args.params else None
-    variants = expand_design(design, seed=args.seed, base_params=params, source=args.design)
-    cases = load_cases(args.cases, label=args.label)
-    out = Path(args.out)
-    write_table(variants_table(variants), out / "variants.parquet", schema.VARIANTS)
-    failures = perturb_cases(cases, variants, out_dir=out, save_images=args.save_images,
-                             full_images=args.full_images, label=args.label, progress=False if args.quiet else None)
-    write_table(failures, out / "failures.parquet", schema.FAILURES)
-    total = len(cases) * len(variants)
-    write_manifest(out, build_manifest(
-        command="perturb", config={"design": design, "params": params, "label": args.label,
-                                   "cases": str(Path(args.cases).resolve())},
-        seeds={"experiment": args.seed}, started=started,
-        tasks={"total": total, "done": total - len(failures), "failed": len(failures)}, n_variants=len(variants)))
-    print(f"{len(variants)} variants x {len(cases)} cases -> {out / 'variants.parquet'}")
-    if len(failures):
-        print(f"{len(failures)} variant(s) could not be made for some case; see {out / 'failures.parquet'}",
-              file=sys.stderr)
+    result = perturb_study(args.cases, args.design, args.out, seed=args.seed, params_path=args.params,
+                           label=args.label, save_images=args.save_images, full_images=args.full_images,
+                           overrides=args.overrides, progress=_progress(args))
+    print(f"{len(result.variants)} variants x {len(result.cases)} cases -> {result.out_dir / 'variants.parquet'}")
+    if len(result.failures):
+        print(f"{len(result.failures)} variant(s) could not be made for some case; see "
+              f"{result.out_dir / 'failures.parquet'}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -315,14 +286,14 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from harmony.pipeline import run_config
+    from harmony.workflows.run import run_config
 
     overrides = list(args.overrides)
     if args.executor:
         overrides.append(f"engine.executor={args.executor}")
     if args.workers is not None:
         overrides.append(f"engine.workers={args.workers}")
-    summary = run_config(args.config, overrides, out=args.out, progress=False if args.quiet else None)
+    summary = run_config(args.config, overrides, out=args.out, progress=_progress(args))
     for stage, status in summary.stages.items():
         print(f"{stage:<14} {status}")
     tasks = summary.tasks

@@ -1,0 +1,313 @@
+"""Column names, dtypes and validators of every table harmony passes between stages (see docs/design.md).
+
+This is the one place the column names are spelled; other modules import the constants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from harmony.core.errors import SchemaError
+
+# -- column names ---------------------------------------------------------------------------------
+CASE_ID = "case_id"
+
+
+SITE = "site"
+
+
+IMAGE = "image"
+
+
+MASK = "mask"
+
+
+VARIANT_ID = "variant_id"
+
+
+KIND = "kind"
+
+
+PARAMS = "params"
+
+
+SEED = "seed"
+
+
+REPEAT = "repeat"
+
+
+FEATURE = "feature"
+
+
+VALUE = "value"
+
+
+ERROR = "error"
+
+
+PERTURBATION = "perturbation"
+
+
+METRIC = "metric"
+
+
+ESTIMATE = "estimate"
+
+
+CI_LOW = "ci_low"
+
+
+CI_HIGH = "ci_high"
+
+
+N_CASES = "n_cases"
+
+
+N_VARIANTS = "n_variants"
+
+
+CATEGORY = "category"
+
+
+STABLE = "stable"
+
+
+REASON = "reason"
+
+
+STAGE = "stage"
+
+
+#: Prefix of the ground-truth columns of simulated cohorts (``truth_size``, ``truth_heterogeneity`` ...).
+TRUTH_PREFIX = "truth_"
+
+
+#: ``variant_id`` of the identity perturbation chain, always present.
+ORIGINAL = "original"
+
+
+#: Prefix pyradiomics gives the keys that describe the extraction rather than measure the image.
+DIAGNOSTICS_PREFIX = "diagnostics_"
+
+
+ICC_METRICS = ("ICC(1,1)", "ICC(A,1)", "ICC(C,1)", "ICC(1,k)", "ICC(A,k)", "ICC(C,k)")
+
+
+RELIABILITY_METRICS = ICC_METRICS + ("CCC", "CoV", "range")  # range: descriptive, in feature units
+
+
+STAGES = ("raw", "combat")
+
+
+_KINDS = {"str", "float64", "int64", "bool"}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str  # one of "str", "float64", "int64", "bool"
+    nullable: bool = False
+    choices: tuple | None = None
+    #: A label repeated over many rows (case, site, variant, feature of the long tables): held as a pandas
+    #: categorical, which stores each label once and lets the statistics use its integer codes directly.
+    categorical: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _KINDS:
+            raise ValueError(f"Column {self.name!r}: dtype must be one of {sorted(_KINDS)}, got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table contract: required columns in order, an optional unique key, and whether extra columns pass."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()
+    allow_extra: bool = False
+    doc: str = field(default="", compare=False)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def empty(self) -> pd.DataFrame:
+        """A zero-row frame with the right columns and dtypes."""
+        return pd.DataFrame({c.name: pd.Series([], dtype="category" if c.categorical else _pandas_dtype(c.dtype))
+                             for c in self.columns})
+
+    def validate(self, df: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
+        """Check and coerce ``df``; return a copy with the spec's columns first, in order.
+
+        Raises :class:`SchemaError` naming the table (and ``source``, a file or stage), the column and an
+        offending value.
+        """
+        where = f"{source}: " if source else ""
+        if not isinstance(df, pd.DataFrame):
+            raise SchemaError(f"{where}{self.name} table must be a pandas DataFrame, got {type(df).__name__}")
+        missing = [c for c in self.names if c not in df.columns]
+        if missing:
+            raise SchemaError(
+                f"{where}{self.name} table is missing column(s) {missing}; it has {list(map(str, df.columns))}"
+            )
+        extra = [c for c in df.columns if c not in self.names]
+        if extra and not self.allow_extra:
+            raise SchemaError(f"{where}{self.name} table has unexpected column(s) {extra}")
+        out = df[self.names + extra].copy()
+        out.index = pd.RangeIndex(len(out))
+        for col in self.columns:
+            out[col.name] = _coerce(out[col.name], col, f"{where}{self.name} table, column {col.name!r}")
+        if self.key and len(out):
+            dup = out.duplicated(list(self.key), keep=False)
+            if dup.any():
+                first = out.loc[dup, list(self.key)].iloc[0].to_dict()
+                raise SchemaError(
+                    f"{where}{self.name} table has {int(dup.sum())} rows with a duplicated key "
+                    f"{list(self.key)}, e.g. {first}"
+                )
+        return out
+
+
+def _pandas_dtype(kind: str):
+    return {"str": "str", "float64": "float64", "int64": "int64", "bool": "bool"}[kind]
+
+
+def _show(value) -> str:
+    """repr of a cell without numpy's type wrapper (``1.5``, not ``np.float64(1.5)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _coerce(series: pd.Series, col: Column, where: str) -> pd.Series:
+    null = series.isna()
+    if null.any() and not col.nullable:
+        row = int(np.flatnonzero(null.to_numpy())[0])
+        raise SchemaError(f"{where}: missing value in row {row}")
+    if col.dtype == "str" and col.categorical and isinstance(series.dtype, pd.CategoricalDtype):
+        categories = series.cat.categories
+        bad = [c for c in categories if not isinstance(c, str)]
+        if bad:
+            raise SchemaError(f"{where}: expected text, got {_show(bad[0])} ({type(bad[0]).__name__})")
+        out = series.cat.remove_unused_categories()  # a filtered table lists only the labels it holds
+    elif col.dtype == "str":
+        if not isinstance(series.dtype, pd.StringDtype):  # a string dtype holds nothing but text and NA
+            is_text = np.fromiter((isinstance(v, str) for v in series), dtype=bool, count=len(series))
+            bad = ~null.to_numpy() & ~is_text
+            if bad.any():
+                value = series[bad].iloc[0]
+                raise SchemaError(f"{where}: expected text, got {_show(value)} ({type(value).__name__})")
+        out = series.astype("str") if not null.any() else series.astype(object).where(~null, None).astype("str")
+        if col.categorical:
+            out = out.astype("category")
+    elif col.dtype == "bool":
+        is_bool = np.fromiter((isinstance(v, (bool, np.bool_)) for v in series), dtype=bool, count=len(series))
+        if not is_bool.all():
+            raise SchemaError(f"{where}: expected true/false, got {_show(series[~is_bool].iloc[0])}")
+        out = series.astype(bool)
+    elif col.dtype == "int64":
+        numeric = pd.to_numeric(series, errors="coerce")
+        bad = numeric.isna() | (numeric != np.round(numeric))
+        if bad.any():
+            raise SchemaError(f"{where}: expected an integer, got {_show(series[bad].iloc[0])}")
+        out = numeric.astype("int64")
+    else:  # float64
+        numeric = pd.to_numeric(series, errors="coerce")
+        bad = numeric.isna() & ~null
+        if bad.any():
+            raise SchemaError(f"{where}: expected a number, got {_show(series[bad].iloc[0])}")
+        out = numeric.astype("float64")
+    if col.choices is not None:
+        bad = ~out.isin(col.choices) & ~null
+        if bad.any():
+            raise SchemaError(f"{where}: {_show(out[bad].iloc[0])} is not one of {list(col.choices)}")
+    return out
+
+
+def _cols(*specs: tuple) -> tuple[Column, ...]:
+    return tuple(Column(*s) for s in specs)
+
+
+CASES = TableSpec(
+    "cases",
+    _cols((CASE_ID, "str"), (SITE, "str"), (IMAGE, "str"), (MASK, "str")),
+    key=(CASE_ID,),
+    allow_extra=True,  # covariates and truth_* columns
+    doc="One row per case; extra columns are covariates (numeric or categorical) or truth_* values.",
+)
+
+
+VARIANTS = TableSpec(
+    "variants",
+    _cols((VARIANT_ID, "str"), (KIND, "str"), (PARAMS, "str"), (SEED, "int64")),
+    key=(VARIANT_ID,),
+    allow_extra=True,
+    doc="One row per perturbation chain; params is the chain's JSON text; 'original' is the identity.",
+)
+
+
+FEATURES = TableSpec(
+    "features",
+    (Column(CASE_ID, "str", categorical=True), Column(SITE, "str", categorical=True),
+     Column(VARIANT_ID, "str", categorical=True), Column(REPEAT, "int64"), Column(FEATURE, "str", categorical=True),
+     Column(VALUE, "float64", nullable=True)),
+    key=(CASE_ID, VARIANT_ID, REPEAT, FEATURE),
+    doc="Long format, one feature value a row; feature is the pyradiomics key.",
+)
+
+
+FAILURES = TableSpec(
+    "failures",
+    _cols((CASE_ID, "str"), (VARIANT_ID, "str"), (REPEAT, "int64"), (ERROR, "str")),
+    key=(CASE_ID, VARIANT_ID, REPEAT),
+    doc="Tasks that raised, with the error text; their features are absent from the features table.",
+)
+
+
+RELIABILITY = TableSpec(
+    "reliability",
+    _cols((FEATURE, "str"), (PERTURBATION, "str"), (METRIC, "str", False, RELIABILITY_METRICS),
+          (ESTIMATE, "float64", True), (CI_LOW, "float64", True), (CI_HIGH, "float64", True),
+          (N_CASES, "int64"), (N_VARIANTS, "int64"), (CATEGORY, "str"), (STABLE, "bool")),
+    key=(FEATURE, PERTURBATION, METRIC),
+    allow_extra=True,
+    doc="Per feature, perturbation kind and metric: estimate with 95% CI, category and stability flag.",
+)
+
+
+HARMONIZED = TableSpec(
+    "harmonized",
+    FEATURES.columns + _cols((STAGE, "str", False, STAGES)),
+    key=(CASE_ID, VARIANT_ID, REPEAT, FEATURE, STAGE),
+    doc="The features table before (raw) and after (combat) harmonization.",
+)
+
+
+TABLES = {t.name: t for t in (CASES, VARIANTS, FEATURES, FAILURES, RELIABILITY, HARMONIZED)}
+
+
+def covariate_columns(cases: pd.DataFrame) -> list[str]:
+    """Columns of a cases table that are covariates: not the four required ones and not ``truth_*``."""
+    fixed = set(CASES.names)
+    return [c for c in cases.columns if c not in fixed and not str(c).startswith(TRUTH_PREFIX)]
+
+
+def truth_columns(columns: Iterable[str]) -> list[str]:
+    return [c for c in columns if str(c).startswith(TRUTH_PREFIX)]
+
+
+def wide_features(features: pd.DataFrame, index: Sequence[str] = (CASE_ID, VARIANT_ID, REPEAT)) -> pd.DataFrame:
+    """Pivot the long features table to one row per (case, variant, repeat) and one column per feature.
+
+    >>> long = pd.DataFrame({"case_id": ["a", "a"], "site": ["s", "s"], "variant_id": ["original"] * 2,
+    ...                      "repeat": [0, 0], "feature": ["f1", "f2"], "value": [1.0, 2.0]})
+    >>> wide_features(long).to_dict("records")
+    [{'case_id': 'a', 'variant_id': 'original', 'repeat': 0, 'f1': 1.0, 'f2': 2.0}]
+    """
+    wide = features.pivot_table(index=list(index), columns=FEATURE, values=VALUE, aggfunc="first", dropna=False,
+                                sort=False)
+    wide.columns.name = None
+    return wide.reset_index()

@@ -1,0 +1,234 @@
+"""The pyradiomics adapter: parameters in, tidy feature rows out.
+
+This is the only module that knows pyradiomics' parameter layout, its result keys and its loggers.
+Parameters are always passed to pyradiomics as a dict so that its own schema validates them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from harmony.core import schema
+from harmony.core.errors import ConfigError
+from harmony.core.images import as_image
+from harmony.extraction.params import (
+    PARAM_SECTIONS,
+    canonical_params,
+    load_params,
+    merge_params,
+)
+
+
+def _radiomics_logging() -> None:
+    """pyradiomics adds its own stderr handler at import; send its records through ``logging`` instead.
+
+    Its INFO and WARNING chatter (one line per feature class and case) is kept at DEBUG verbosity only.
+    """
+    import radiomics
+
+    log = logging.getLogger("radiomics")
+    if getattr(log, "_harmony_configured", False):
+        return
+    # a NullHandler, not none: pyradiomics hands handlers[0] to pykwalify when the root has no handler
+    log.handlers[:] = [logging.NullHandler()]
+    log.propagate = True
+    log.setLevel(logging.DEBUG if logging.getLogger("harmony").isEnabledFor(logging.DEBUG) else logging.ERROR)
+    log._harmony_configured = True
+    radiomics.logger = log
+
+
+@contextlib.contextmanager
+def _quiet_pykwalify() -> Iterator[None]:
+    """pykwalify logs every validation error at ERROR level before raising; we raise our own message."""
+    log = logging.getLogger("pykwalify")
+    old = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(old)
+
+
+def _schema_messages(exc: Exception) -> str:
+    text = getattr(exc, "msg", None) or str(exc)
+    lines = [ln.strip()[2:].rstrip(".") for ln in str(text).splitlines() if ln.strip().startswith("- ")]
+    return "; ".join(lines) if lines else str(text)
+
+
+def make_extractor(params: Mapping[str, Any], source: str = "<params>"):
+    """A ``RadiomicsFeatureExtractor`` built from a parameter dict, validated by pyradiomics' schema.
+
+    A misspelt top-level section (which the schema would not see as an error) is refused too.
+    """
+    from pykwalify.errors import PyKwalifyException
+    from radiomics import featureextractor
+
+    _radiomics_logging()
+    params = copy.deepcopy(dict(params))
+    unknown = [k for k in params if k not in PARAM_SECTIONS]
+    if unknown:
+        raise ConfigError(f"{source}: unknown pyradiomics parameter section {unknown[0]!r} "
+                          f"(known: {', '.join(PARAM_SECTIONS)})")
+    try:
+        with _quiet_pykwalify():
+            extractor = featureextractor.RadiomicsFeatureExtractor(params)
+    except PyKwalifyException as exc:
+        raise ConfigError(f"{source}: pyradiomics rejected the parameters: {_schema_messages(exc)}") from None
+    except ValueError as exc:  # unknown image type or feature class
+        raise ConfigError(f"{source}: pyradiomics rejected the parameters: {exc}") from None
+    return extractor
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """One extraction's result: feature values (float64) and diagnostics (JSON-able)."""
+
+    features: dict[str, float]
+    diagnostics: dict[str, Any]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.ndim else value.item()
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def split_result(result: Mapping[str, Any]) -> Extraction:
+    """Separate pyradiomics' ``execute`` output into float features and diagnostics."""
+    features: dict[str, float] = {}
+    diagnostics: dict[str, Any] = {}
+    for key, value in result.items():
+        if key.startswith(schema.DIAGNOSTICS_PREFIX):
+            diagnostics[key] = _jsonable(value)
+        else:
+            features[key] = float(value)
+    return Extraction(features, diagnostics)
+
+
+def source_diagnostics(image: sitk.Image, mask: sitk.Image, params: Mapping[str, Any],
+                       label: int | None = None) -> dict[str, Any]:
+    """The ``diagnostics_Image-original_*`` and ``diagnostics_Mask-original_*`` entries that ``execute`` reports
+    for this image and mask (pyradiomics' own ``GeneralInfo``), JSON-able.
+
+    The versions and configuration entries are left out: a manifest records them once per run.
+
+    >>> from harmony.phantoms import ibsi_digital_phantom
+    >>> info = source_diagnostics(*ibsi_digital_phantom(), {"setting": {"label": 1}})
+    >>> info["diagnostics_Mask-original_VoxelNum"], info["diagnostics_Image-original_Size"]
+    (74, [5, 4, 4])
+    """
+    from radiomics import generalinfo
+    from radiomics import imageoperations as ops
+
+    settings = _settings_for(_cached_extractor(params), label)
+    info = generalinfo.GeneralInfo()
+    info.addImageElements(image)
+    # getMask's cast, without its label check over the whole grid (the extraction checks the label)
+    vector = "vector" in mask.GetPixelIDTypeAsString().lower()
+    mask = ops.getMask(mask, **settings) if vector else sitk.Cast(mask, sitk.sitkUInt32)
+    info.addMaskElements(None, mask, settings.get("label", 1))
+    return {key: _jsonable(value) for key, value in info.getGeneralInfo().items()
+            if key.startswith((f"{schema.DIAGNOSTICS_PREFIX}Image-", f"{schema.DIAGNOSTICS_PREFIX}Mask-"))}
+
+
+def extract(image: sitk.Image | str | os.PathLike, mask: sitk.Image | str | os.PathLike,
+            params: Mapping[str, Any] | Any, label: int | None = None) -> Extraction:
+    """Extract one case with pyradiomics' ``execute``.
+
+    ``params`` is a parameter dict or an extractor from :func:`make_extractor` (reuse one across cases).
+    """
+    extractor = make_extractor(params) if isinstance(params, Mapping) else params
+    result = extractor.execute(as_image(image, "image"), as_image(mask, "mask"), label=label)
+    return split_result(result)
+
+
+def feature_rows(features: Mapping[str, float], *, case_id: str, site: str,
+                 variant_id: str = schema.ORIGINAL, repeat: int = 0) -> pd.DataFrame:
+    """Tidy rows of the features table for one extraction.
+
+    >>> feature_rows({"original_firstorder_Mean": 2.5}, case_id="c1", site="A").to_dict("records")
+    [{'case_id': 'c1', 'site': 'A', 'variant_id': 'original', 'repeat': 0, 'feature': 'original_firstorder_Mean', 'value': 2.5}]
+    """
+    n = len(features)
+    return pd.DataFrame({
+        schema.CASE_ID: [case_id] * n,
+        schema.SITE: [site] * n,
+        schema.VARIANT_ID: [variant_id] * n,
+        schema.REPEAT: np.full(n, repeat, dtype="int64"),
+        schema.FEATURE: list(features.keys()),
+        schema.VALUE: np.fromiter(features.values(), dtype="float64", count=n),
+    })
+
+
+def feature_class(feature: str) -> str:
+    """The pyradiomics feature class of a feature key (``original_glcm_Contrast`` -> ``glcm``).
+
+    >>> feature_class("wavelet-LLH_glszm_ZonePercentage")
+    'glszm'
+    """
+    parts = feature.split("_")
+    if len(parts) < 3:
+        raise ValueError(f"not a pyradiomics feature key: {feature!r}")
+    return parts[-2]
+
+
+def image_type(feature: str) -> str:
+    """The image type a feature was computed on (``log-sigma-1-0-mm-3D_glcm_Idm`` -> ``log-sigma-1-0-mm-3D``).
+
+    >>> image_type("original_shape_Sphericity")
+    'original'
+    """
+    return feature.rsplit("_", 2)[0]
+
+
+def _settings_for(extractor, label: int | None) -> dict[str, Any]:
+    settings = extractor.settings.copy()
+    if label is not None:
+        settings["label"] = label
+    return settings
+
+
+_EXTRACTORS: dict[str, Any] = {}
+
+
+def _cached_extractor(params: Mapping[str, Any]):
+    """One extractor per distinct parameter dict and process (building one validates the schema: ~50 ms)."""
+    key = canonical_params(params)
+    if key not in _EXTRACTORS:
+        extractor = make_extractor(params)
+        extractor.settings["additionalInfo"] = False  # diagnostics are not features; they cost full-grid work
+        _EXTRACTORS[key] = extractor
+    return _EXTRACTORS[key]
+
+
+def extraction_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The base pyradiomics parameters of an experiment: its params file with the inline settings over it.
+
+    Checked by pyradiomics' schema here, so that bad settings fail before any work (ConfigError).
+    """
+    section = config["extraction"]
+    params = load_params(section["params"]) if section["params"] else {}
+    params = merge_params(params, section["settings"])
+    make_extractor(params, source=section["params"] or f"{config.get('_source', '<config>')}: extraction.settings")
+    return params

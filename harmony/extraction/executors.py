@@ -1,0 +1,77 @@
+"""Where units run: in this process, in local worker processes, or on a Dask cluster."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+from harmony.core.errors import HarmonyError
+from harmony.extraction.work import _run_unit, _Unit
+
+EXECUTORS = ("serial", "processes", "dask")
+
+
+# -- executors --------------------------------------------------------------------------------------------
+
+def _serial(units: list[_Unit]) -> Iterator[tuple[_Unit, dict]]:
+    for unit in units:
+        yield unit, _run_unit(unit)
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initializer: exit when the run that started this worker is gone (killed runs leave no workers)."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="harmony-parent-watch").start()
+
+
+def _processes(units: list[_Unit], workers: int) -> Iterator[tuple[_Unit, dict]]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: SimpleITK and pyradiomics hold threads and global state that a fork would copy half-made
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_watch_parent, initargs=(os.getpid(),))
+    try:
+        futures = {pool.submit(_run_unit, unit): unit for unit in units}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _dask(units: list[_Unit], workers: int, scheduler: str) -> Iterator[tuple[_Unit, dict]]:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError as exc:
+        raise HarmonyError(f"executor 'dask' needs dask[distributed] ({exc}); install harmony-radiomics[dask]") \
+            from None
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = {client.submit(_run_unit, unit, pure=False): unit for unit in units}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _execute(units: list[_Unit], executor: str, workers: int, scheduler: str) -> Iterator[tuple[_Unit, dict]]:
+    if executor == "serial":
+        return _serial(units)
+    if executor == "processes":
+        return _processes(units, workers)
+    return _dask(units, workers, scheduler)

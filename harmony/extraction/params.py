@@ -1,0 +1,77 @@
+"""pyradiomics parameter files and dicts: reading, merging, canonical form, the mask label."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harmony.core.errors import ConfigError
+
+#: The top-level keys of a pyradiomics parameter file.
+PARAM_SECTIONS = ("setting", "imageType", "featureClass", "voxelSetting")
+
+
+def load_params(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a pyradiomics parameter file (.yaml/.yml with ``safe_load``, .toml or .json) into a dict."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: parameter file not found") from None
+    try:
+        if suffix in (".yaml", ".yml"):
+            params = yaml.safe_load(text)
+        elif suffix == ".toml":
+            params = tomllib.loads(text)
+        elif suffix == ".json":
+            params = json.loads(text)
+        else:
+            raise ConfigError(f"{path}: unknown parameter file type {suffix!r} (use .yaml, .yml, .toml or .json)")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot parse parameters ({exc})") from None
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: parameters must be a mapping, got {type(params).__name__}")
+    return params
+
+
+def merge_params(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge two parameter dicts section by section (``override`` wins).
+
+    >>> merge_params({"setting": {"binWidth": 25, "label": 1}}, {"setting": {"binWidth": 10}})
+    {'setting': {'binWidth': 10, 'label': 1}}
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = {**out[key], **copy.deepcopy(dict(value))}
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def canonical_params(obj: Any) -> str:
+    """Key-sorted JSON of a parameter structure (tuples become lists), usable as a cache key.
+
+    >>> canonical_params({"b": (1, 2), "a": None})
+    '{"a":null,"b":[1,2]}'
+    """
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def resolve_label(params: Mapping[str, Any], label: int | None) -> int:
+    """The mask label: ``label`` if given, else the parameters' ``setting.label``, else 1.
+
+    >>> resolve_label({"setting": {"label": 2}}, None), resolve_label({"setting": {"label": 2}}, 3), resolve_label({}, None)
+    (2, 3, 1)
+    """
+    return int(label if label is not None else (params.get("setting") or {}).get("label", 1))

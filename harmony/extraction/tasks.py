@@ -1,0 +1,87 @@
+"""Planning: the tasks of cases x variants x repeats, grouped by the image they share, with stable keys."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from harmony.core import schema
+from harmony.core.errors import ConfigError, HarmonyError
+from harmony.core.files import file_digest, stable_hash
+from harmony.core.manifest import versions
+from harmony.extraction.params import resolve_label
+from harmony.perturb.variants import Variant
+
+
+@dataclass(frozen=True)
+class Task:
+    """One extraction: a case, a variant and a repeat. ``key`` names its result file."""
+
+    key: str
+    case_id: str
+    site: str
+    variant_id: str
+    repeat: int
+
+
+@dataclass(frozen=True)
+class _Group:
+    """The tasks of one (case, repeat, image_key): they share the perturbed image and its filtered images."""
+
+    case_id: str
+    image: str
+    mask: str
+    repeat: int
+    variants: tuple  # of harmony.perturb.Variant
+    tasks: tuple[Task, ...]  # one per variant, same order
+
+
+@functools.lru_cache(maxsize=1)
+def extraction_versions() -> dict[str, str]:
+    """Versions whose change can change a feature value; part of every task key, so that resuming a run
+    after an upgrade re-extracts instead of mixing old and new values."""
+    found = versions()
+    return {k: found[k] for k in ("harmony-radiomics", "pyradiomics_distribution", "pyradiomics", "numpy",
+                                  "SimpleITK", "PyWavelets")}
+
+
+def task_key(image_digest: str, mask_digest: str, variant_params: str, repeat: int,
+             params: Mapping[str, Any], label: int) -> str:
+    """The stable key of a task: equal inputs and extractor versions give equal keys on every machine."""
+    return stable_hash({"image": image_digest, "mask": mask_digest, "variant": variant_params, "repeat": repeat,
+                        "params": params, "label": label, "versions": extraction_versions()}, length=32)
+
+
+def _original_variants() -> list[Variant]:
+    return [Variant(())]
+
+
+def plan(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[str, Any], *, repeats: int = 1,
+         label: int | None = None) -> list[_Group]:
+    """The groups of tasks of cases x variants x repeats, in case, repeat, image_key order."""
+    if repeats < 1:
+        raise ConfigError(f"repeats must be >= 1, got {repeats!r}")
+    cases = schema.CASES.validate(cases, source="engine")
+    variants = list(variants) if variants is not None else _original_variants()
+    ids = [v.variant_id for v in variants]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise HarmonyError(f"variant_id {duplicated[0]!r} is listed more than once")
+    by_image: dict[str, list] = {}
+    for v in variants:
+        by_image.setdefault(v.image_key, []).append(v)
+    label = resolve_label(params, label)
+    groups = []
+    for case in cases.to_dict("records"):
+        digests = file_digest(case[schema.IMAGE]), file_digest(case[schema.MASK])
+        for repeat in range(repeats):
+            for members in by_image.values():
+                tasks = tuple(Task(task_key(*digests, v.params, repeat, params, label), case[schema.CASE_ID],
+                                   case[schema.SITE], v.variant_id, repeat) for v in members)
+                groups.append(_Group(case[schema.CASE_ID], case[schema.IMAGE], case[schema.MASK], repeat,
+                                     tuple(members), tasks))
+    return groups

@@ -1,0 +1,461 @@
+"""ComBat harmonization: a scikit-learn estimator fitted on one set of subjects and applied to new ones.
+
+The algorithm is ComBat (Johnson, Li and Rabinovic 2007) as implemented by R ``sva`` and neuroCombat
+(Fortin et al. 2017/2018), reproduced to rounding:
+
+1. Regress every feature on the design ``[batch one-hot, covariates]`` (ordinary least squares). The
+   grand mean is the sample-size-weighted mean of the batch coefficients (or, with ``ref_batch``, the
+   reference batch's coefficient); the pooled variance is the mean squared residual over all samples
+   (with ``ref_batch``, over the reference batch only, divided by its size).
+2. Standardise: ``s = (x - grand_mean - covariates @ coef) / sqrt(var_pooled)``.
+3. Per batch, location ``gamma_hat`` (the batch mean of ``s``; with ``ref_batch`` the difference to the
+   reference batch) and scale ``delta_hat`` (the batch variance of ``s``, ddof 1; 1 when ``mean_only``).
+4. Empirical Bayes shrinks them towards priors estimated over all features: parametric (normal prior on
+   gamma, inverse-gamma prior on delta, solved by fixed-point iteration until the largest relative change
+   ``|new - old| / old`` of a batch falls to 1e-4, exactly as R does, sign of ``old`` included; with
+   ``mean_only`` the closed form with n = 1, as R does) or non-parametric (each feature's estimate is the
+   likelihood-weighted mean of the other features' estimates, computed here in log space, so it does not
+   underflow for large batches where neuroCombat returns NaN). Without EB the raw estimates are used.
+5. Adjust: ``x* = (s - gamma*) / sqrt(delta*) * sqrt(var_pooled) + grand_mean + covariates @ coef``.
+
+:meth:`ComBat.transform` applies step 5 (with step 2) to any samples from batches seen in fit, using *their*
+covariates with the fitted coefficients, so new subjects keep their own biological effects. Where it
+departs from neuroCombat 0.2.12, on purpose:
+
+- features that are constant in the training data are returned unchanged (neuroCombat replaces their zero
+  pooled variance by ``median(var != 0)``, a boolean, and alters them);
+- a feature constant within one batch (but not overall) has a zero within-batch variance, replaced by 1
+  before the priors exactly as R and neuroCombat do; its values stay constant within that batch after
+  harmonization, moved to the location of the other batches. The zero is detected on the input values,
+  so rounding in the standardisation cannot turn it into a tiny variance that would blow the batch up;
+- ``ref_batch`` works on numpy 2 and the reference batch's rows are returned bit-for-bit unchanged;
+- continuous covariates stay float64 (neuroCombat casts them, and data frames, to float32);
+- the transform uses the new subjects' covariates (``neuroCombatFromTraining`` ignores them).
+
+Batch labels and categorical covariate levels are compared as text (``1`` and ``"1"`` are one batch).
+Numeric covariate columns are continuous; text, categorical and boolean columns are categorical
+(one-hot, first level in sorted order dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from harmony.core.files import read_json, write_json
+from harmony.core.version import __version__
+from harmony.harmonize.covariates import (
+    Covariate,
+    _check_rank,
+    covariate_matrix,
+    fit_covariates,
+)
+from harmony.harmonize.inputs import (
+    HarmonizationError,
+    _as_batch,
+    _as_matrix,
+    _labels,
+    _sample,
+)
+from harmony.harmonize.transforms import TRANSFORMS, make_transform, transform_from_dict
+
+logger = logging.getLogger(__name__)
+
+
+#: ``format`` and ``format_version`` written into every saved model; load refuses other formats and newer versions.
+MODEL_FORMAT = "harmony.combat"
+
+
+MODEL_FORMAT_VERSION = 1
+
+
+#: Convergence threshold and iteration cap of the parametric empirical Bayes iteration (R sva uses 1e-4).
+EB_CONVERGENCE = 1e-4
+
+
+EB_MAX_ITER = 10_000
+
+
+#: Number of feature pairs the non-parametric prior evaluates at once (bounds memory for many features).
+_NONPARAMETRIC_CHUNK = 2**22
+
+
+# -- the algorithm ----------------------------------------------------------------------------------
+
+def _standardise(Z: np.ndarray, grand_mean: np.ndarray, var_pooled: np.ndarray, cov_effect: np.ndarray) -> np.ndarray:
+    return (Z - grand_mean - cov_effect) / np.sqrt(var_pooled)
+
+
+def _parametric_eb(gamma_hat, delta_hat, means, ss, counts, mean_only):
+    """Parametric empirical Bayes estimates, iterated for all batches and features at once."""
+    gamma_bar = gamma_hat.mean(axis=1, keepdims=True)
+    t2 = gamma_hat.var(axis=1, ddof=1, keepdims=True)
+    if mean_only:
+        return (t2 * gamma_hat + gamma_bar) / (t2 + 1), np.ones_like(delta_hat), np.zeros(len(counts), int)
+    m, s2 = delta_hat.mean(axis=1, keepdims=True), delta_hat.var(axis=1, ddof=1, keepdims=True)
+    a, b = (2 * s2 + m**2) / s2, (m * s2 + m**3) / s2
+    n = counts[:, None].astype(float)
+    g_old, d_old = gamma_hat.copy(), delta_hat.copy()
+    n_iter = np.zeros(len(counts), int)
+    active = np.arange(len(counts))
+    while active.size:
+        r = active
+        g_new = (t2[r] * n[r] * gamma_hat[r] + d_old[r] * gamma_bar[r]) / (t2[r] * n[r] + d_old[r])
+        sum2 = ss[r] + n[r] * (means[r] - g_new) ** 2  # = sum over the batch of (s - g_new)^2
+        d_new = (0.5 * sum2 + b[r]) / (n[r] / 2 + a[r] - 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            change = np.max(np.hstack([np.abs(g_new - g_old[r]) / g_old[r], np.abs(d_new - d_old[r]) / d_old[r]]),
+                            axis=1)
+        g_old[r], d_old[r] = g_new, d_new
+        n_iter[r] += 1
+        active = r[change > EB_CONVERGENCE]
+        if active.size and n_iter[active[0]] >= EB_MAX_ITER:
+            warnings.warn(f"ComBat: parametric empirical Bayes did not converge in {EB_MAX_ITER} iterations for "
+                          f"{active.size} batch(es)", RuntimeWarning, stacklevel=4)
+            break
+    return g_old, d_old, n_iter
+
+
+def _nonparametric_eb(gamma_hat, delta_hat, means, ss, counts):
+    """Non-parametric empirical Bayes: for each feature, the other features' estimates weighted by likelihood."""
+    n_batch, n_feat = gamma_hat.shape
+    gamma_star, delta_star = np.empty_like(gamma_hat), np.empty_like(delta_hat)
+    rows = max(1, _NONPARAMETRIC_CHUNK // n_feat)
+    for k in range(n_batch):
+        g, d, n = gamma_hat[k], delta_hat[k], counts[k]
+        for start in range(0, n_feat, rows):
+            i = np.arange(start, min(start + rows, n_feat))
+            sum2 = ss[k, i, None] + n * (means[k, i, None] - g[None, :]) ** 2
+            loglik = -0.5 * n * np.log(2 * np.pi * d)[None, :] - sum2 / (2 * d[None, :])
+            loglik[np.arange(i.size), i] = -np.inf  # leave the feature itself out
+            w = np.exp(loglik - loglik.max(axis=1, keepdims=True))
+            w /= w.sum(axis=1, keepdims=True)
+            gamma_star[k, i], delta_star[k, i] = w @ g, w @ d
+    return gamma_star, delta_star
+
+
+@dataclass
+class _Fit:
+    grand_mean: np.ndarray
+    var_pooled: np.ndarray
+    coef: np.ndarray
+    gamma_hat: np.ndarray
+    delta_hat: np.ndarray
+    gamma_star: np.ndarray
+    delta_star: np.ndarray
+    n_iter: np.ndarray
+
+
+def _fit_combat(Z, batch_idx, counts, cov, ref, *, parametric, eb, mean_only, const_in_batch,
+                labels: Sequence[str], batches: Sequence[str]) -> _Fit:
+    n, n_feat = Z.shape
+    n_batch = len(counts)
+    onehot = np.eye(n_batch)[batch_idx]
+    batch_design = onehot.copy()
+    if ref is not None:
+        batch_design[:, ref] = 1.0  # intercept = reference batch; the other columns are differences to it
+    design = np.hstack([batch_design, cov])
+    beta = np.linalg.lstsq(design, Z, rcond=None)[0]
+    grand_mean = beta[ref] if ref is not None else (counts / n) @ beta[:n_batch]
+    resid = Z - design @ beta
+    pooled_rows = batch_idx == ref if ref is not None else slice(None)
+    var_pooled = np.mean(resid[pooled_rows] ** 2, axis=0)
+    degenerate = var_pooled <= 1e-20 * Z.var(axis=0)
+    if degenerate.any():
+        j = int(np.flatnonzero(degenerate)[0])
+        where = f"in reference batch {batches[ref]!r}" if ref is not None else "overall"
+        raise HarmonizationError(f"feature {labels[j]!r} has no residual variance {where} after the batch "
+                                 "and covariate effects (it is constant there, or exactly explained by them); "
+                                 "ComBat cannot standardise it")
+    coef = beta[n_batch:]
+    S = _standardise(Z, grand_mean, var_pooled, cov @ coef)
+
+    means, ss = np.empty((n_batch, n_feat)), np.empty((n_batch, n_feat))
+    for k in range(n_batch):
+        rows = S[batch_idx == k]
+        means[k] = rows.mean(axis=0)
+        ss[k] = ((rows - means[k]) ** 2).sum(axis=0)
+    gamma_hat = means.copy()
+    if ref is not None:
+        gamma_hat[np.arange(n_batch) != ref] -= means[ref]
+    if mean_only:
+        delta_hat = np.ones_like(means)
+    else:
+        delta_hat = ss / (counts[:, None] - 1)
+        delta_hat[const_in_batch | (delta_hat == 0)] = 1.0  # as R and neuroCombat: a zero variance becomes 1
+
+    n_iter = np.zeros(n_batch, int)
+    if not eb:
+        gamma_star, delta_star = gamma_hat.copy(), delta_hat.copy()
+    elif parametric:
+        gamma_star, delta_star, n_iter = _parametric_eb(gamma_hat, delta_hat, means, ss, counts, mean_only)
+    else:
+        gamma_star, delta_star = _nonparametric_eb(gamma_hat, delta_hat, means, ss, counts)
+    if ref is not None:
+        gamma_star[ref], delta_star[ref] = 0.0, 1.0
+    return _Fit(grand_mean, var_pooled, coef, gamma_hat, delta_hat, gamma_star, delta_star, n_iter)
+
+
+# -- the estimator ----------------------------------------------------------------------------------
+
+class ComBat(BaseEstimator):
+    """ComBat harmonization with the scikit-learn estimator contract.
+
+    Parameters
+    ----------
+    parametric : bool
+        Parametric (True) or non-parametric empirical Bayes priors.
+    eb : bool
+        Shrink the per-batch estimates with empirical Bayes; False uses the raw per-batch estimates.
+    mean_only : bool
+        Adjust the batch locations only, not their scales.
+    ref_batch : str, optional
+        A batch whose data are left unchanged; the others are mapped onto it.
+    transform : {None, "log", "yeo-johnson", "quantile-normal"}
+        Per-feature transform fitted in ``fit``, applied before ComBat and inverted after it
+        (see :mod:`harmony.harmonization_transforms`).
+
+    Attributes
+    ----------
+    batches_ : list of str
+        Batch labels seen in fit, sorted.
+    batch_counts_ : ndarray
+        Training samples per batch.
+    ref_level_ : int or None
+        Index of ``ref_batch`` in ``batches_``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when fitted on a DataFrame.
+    constant_ : ndarray of bool
+        Features constant in the training data; they pass through unchanged.
+    covariates_ : list of Covariate
+        Covariate encodings (categorical levels learned in fit).
+    transform_ : fitted transform
+    grand_mean_, var_pooled_ : ndarray (varying features)
+    covariate_coef_ : ndarray (covariate terms x varying features)
+    gamma_hat_, delta_hat_, gamma_star_, delta_star_ : ndarray (batches x varying features)
+    n_iter_ : ndarray
+        Parametric EB iterations per batch (0 when not iterated).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> batch = np.repeat(["a", "b"], 20)
+    >>> X = rng.normal(size=(40, 5)) + np.where(batch == "b", 3.0, 0.0)[:, None]
+    >>> Y = ComBat().fit_transform(X, batch)
+    >>> bool(abs(Y[batch == "b"].mean() - Y[batch == "a"].mean()) < 0.2)
+    True
+    >>> ComBat().fit(X, batch).transform(X[:2], ["c", "a"])
+    Traceback (most recent call last):
+    ...
+    harmony.harmonize.inputs.HarmonizationError: batch 'c' (sample row 0) was not seen in fit (batches: ['a', 'b'])
+    """
+
+    def __init__(self, parametric: bool = True, eb: bool = True, mean_only: bool = False,
+                 ref_batch: str | None = None, transform: str | None = None):
+        self.parametric = parametric
+        self.eb = eb
+        self.mean_only = mean_only
+        self.ref_batch = ref_batch
+        # stored under another name: an attribute called ``transform`` would hide the transform() method
+        self.feature_transform = transform
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"parametric": self.parametric, "eb": self.eb, "mean_only": self.mean_only,
+                "ref_batch": self.ref_batch, "transform": self.feature_transform}
+
+    def set_params(self, **params: Any) -> ComBat:
+        for key, value in params.items():
+            if key not in self.get_params():
+                raise ValueError(f"invalid parameter {key!r} for ComBat; valid: {sorted(self.get_params())}")
+            setattr(self, "feature_transform" if key == "transform" else key, value)
+        return self
+
+    def _check_params(self) -> None:
+        for name in ("parametric", "eb", "mean_only"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise HarmonizationError(f"ComBat: {name} must be true or false, got {getattr(self, name)!r}")
+        if self.feature_transform is not None and self.feature_transform not in TRANSFORMS:
+            raise HarmonizationError(f"ComBat: transform must be None or one of {list(TRANSFORMS)}, "
+                                     f"got {self.feature_transform!r}")
+
+    def fit(self, X: Any, batch: Any, covariates: pd.DataFrame | None = None) -> ComBat:
+        """Learn the ComBat estimates from ``X`` (samples x features), its batches and covariates."""
+        self._check_params()
+        values, names, samples = _as_matrix(X)
+        n, n_feat = values.shape
+        labels = _as_batch(batch, n, samples)
+        batches, batch_idx, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        if len(batches) < 2:
+            raise HarmonizationError(f"ComBat needs at least 2 batches, got {len(batches)} ({list(batches)})")
+        ref = None
+        if self.ref_batch is not None:
+            if str(self.ref_batch) not in set(batches):
+                raise HarmonizationError(f"ref_batch {str(self.ref_batch)!r} is not one of the batches {list(batches)}")
+            ref = int(np.flatnonzero(batches == str(self.ref_batch))[0])
+        if not self.mean_only and (counts < 2).any():
+            one = batches[int(np.flatnonzero(counts < 2)[0])]
+            raise HarmonizationError(f"batch {one!r} has a single sample: its variance cannot be estimated "
+                                     "(use mean_only=True, or merge or drop the batch)")
+        specs = fit_covariates(covariates)
+        cov = covariate_matrix(specs, covariates, n, samples)
+        _check_rank(np.eye(len(batches))[batch_idx], specs, cov)
+
+        constant = np.ptp(values, axis=0) == 0
+        if constant.any():
+            logger.info("ComBat: %d feature(s) constant in training are passed through unchanged", int(constant.sum()))
+        varying = ~constant
+        if self.eb and varying.sum() < 2:
+            raise HarmonizationError(f"empirical Bayes needs at least 2 features that vary, got {int(varying.sum())} "
+                                     "(use eb=False)")
+        vlabels = _labels(names, varying)
+        transform = make_transform(self.feature_transform).fit(values[:, varying], vlabels, samples)
+        Z = transform.forward(values[:, varying], vlabels, samples)
+        const_in_batch = np.array([np.ptp(values[batch_idx == k][:, varying], axis=0) == 0
+                                   for k in range(len(batches))])
+        est = _fit_combat(Z, batch_idx, counts, cov, ref, parametric=self.parametric, eb=self.eb,
+                          mean_only=self.mean_only, const_in_batch=const_in_batch, labels=vlabels,
+                          batches=list(batches))
+
+        self.batches_ = [str(b) for b in batches]
+        self.batch_counts_ = counts
+        self.ref_level_ = ref
+        self.n_features_in_ = n_feat
+        if names is not None:
+            self.feature_names_in_ = np.array(names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.constant_ = constant
+        self.covariates_ = specs
+        self.transform_ = transform
+        self.grand_mean_, self.var_pooled_, self.covariate_coef_ = est.grand_mean, est.var_pooled, est.coef
+        self.gamma_hat_, self.delta_hat_ = est.gamma_hat, est.delta_hat
+        self.gamma_star_, self.delta_star_, self.n_iter_ = est.gamma_star, est.delta_star, est.n_iter
+        return self
+
+    def _features_of(self, X: Any) -> tuple[np.ndarray, list | None, list | None, pd.Index | None]:
+        """Values, feature names, sample labels of ``X`` in the fitted feature order, and its columns in that order."""
+        if isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_"):
+            fitted = list(self.feature_names_in_)
+            given = [str(c) for c in X.columns]
+            missing = [f for f in fitted if f not in set(given)]
+            extra = [f for f in given if f not in set(fitted)]
+            if missing or extra:
+                raise HarmonizationError(f"X does not have the features the model was fitted on: missing "
+                                         f"{missing[:10]}{' ...' if len(missing) > 10 else ''} ({len(missing)}), "
+                                         f"unexpected {extra[:10]}{' ...' if len(extra) > 10 else ''} ({len(extra)})")
+            X = X.iloc[:, [given.index(f) for f in fitted]]
+        values, names, samples = _as_matrix(X)
+        if values.shape[1] != self.n_features_in_:
+            raise HarmonizationError(f"X has {values.shape[1]} features, the model was fitted on {self.n_features_in_}")
+        return values, names, samples, X.columns if isinstance(X, pd.DataFrame) else None
+
+    def transform(self, X: Any, batch: Any, covariates: pd.DataFrame | None = None) -> Any:
+        """Harmonize samples from batches seen in fit, with their own covariates; returns X's type and layout."""
+        check_is_fitted(self)
+        values, names, samples, columns = self._features_of(X)
+        n = values.shape[0]
+        labels = _as_batch(batch, n, samples)
+        index = {b: k for k, b in enumerate(self.batches_)}
+        unseen = [i for i, b in enumerate(labels) if b not in index]
+        if unseen:
+            raise HarmonizationError(f"batch {labels[unseen[0]]!r} (sample {_sample(samples, unseen[0])}) was not "
+                                     f"seen in fit (batches: {self.batches_})")
+        batch_idx = np.array([index[b] for b in labels], dtype=int)
+        cov = covariate_matrix(self.covariates_, covariates, n, samples)
+
+        varying = ~self.constant_
+        cov_effect = cov @ self.covariate_coef_
+        Z = self.transform_.forward(values[:, varying], _labels(names, varying), samples)
+        S = _standardise(Z, self.grand_mean_, self.var_pooled_, cov_effect)
+        S = (S - self.gamma_star_[batch_idx]) / np.sqrt(self.delta_star_[batch_idx])
+        out = values.copy()
+        out[:, varying] = self.transform_.inverse(S * np.sqrt(self.var_pooled_) + self.grand_mean_ + cov_effect)
+        if self.ref_level_ is not None:
+            is_ref = batch_idx == self.ref_level_
+            out[is_ref] = values[is_ref]
+        if isinstance(X, pd.DataFrame):
+            return pd.DataFrame(out, index=X.index, columns=columns)[X.columns]
+        return out
+
+    def fit_transform(self, X: Any, batch: Any, covariates: pd.DataFrame | None = None) -> Any:
+        """``fit(X, batch, covariates).transform(X, batch, covariates)``."""
+        return self.fit(X, batch, covariates).transform(X, batch, covariates)
+
+    # -- persistence: versioned JSON, no pickle ----------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted model as plain JSON-ready data (format, versions, feature names, every fitted array)."""
+        check_is_fitted(self)
+        return {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "harmony_version": __version__,
+            "params": self.get_params(),
+            "n_features": self.n_features_in_,
+            "feature_names": list(self.feature_names_in_) if hasattr(self, "feature_names_in_") else None,
+            "batches": self.batches_,
+            "batch_counts": self.batch_counts_.tolist(),
+            "ref_level": self.ref_level_,
+            "constant": self.constant_.tolist(),
+            "covariates": [{"name": c.name, "levels": None if c.levels is None else list(c.levels)}
+                           for c in self.covariates_],
+            "transform": self.transform_.to_dict(),
+            "estimates": {name: getattr(self, f"{name}_").tolist() for name in _ESTIMATES},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<model>") -> ComBat:
+        """Rebuild a fitted model from :meth:`to_dict` output; refuses other formats and newer versions."""
+        if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+            raise HarmonizationError(f"{source}: not a harmony ComBat model (format "
+                                     f"{data.get('format') if isinstance(data, dict) else None!r})")
+        version = data.get("format_version")
+        if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
+            raise HarmonizationError(f"{source}: model format_version {version!r} is not supported (this harmony "
+                                     f"reads up to {MODEL_FORMAT_VERSION}); upgrade harmony")
+        try:
+            model = cls(**data["params"])
+            model.n_features_in_ = int(data["n_features"])
+            if data["feature_names"] is not None:
+                model.feature_names_in_ = np.array(data["feature_names"], dtype=object)
+            model.batches_ = list(data["batches"])
+            model.batch_counts_ = np.array(data["batch_counts"], dtype=int)
+            model.ref_level_ = data["ref_level"]
+            model.constant_ = np.array(data["constant"], dtype=bool)
+            model.covariates_ = [Covariate(c["name"], None if c["levels"] is None else tuple(c["levels"]))
+                                 for c in data["covariates"]]
+            model.transform_ = transform_from_dict(data["transform"])
+            for name in _ESTIMATES:
+                setattr(model, f"{name}_", np.array(data["estimates"][name], dtype=float if name != "n_iter" else int))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HarmonizationError(f"{source}: damaged ComBat model ({type(exc).__name__}: {exc})") from None
+        n_varying, n_batch = int((~model.constant_).sum()), len(model.batches_)
+        if model.constant_.size != model.n_features_in_ or model.gamma_star_.shape != (n_batch, n_varying):
+            raise HarmonizationError(f"{source}: damaged ComBat model (array shapes do not match "
+                                     f"{model.n_features_in_} features and {n_batch} batches)")
+        return model
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted model as versioned JSON (atomically)."""
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ComBat:
+        """Read a model written by :meth:`save`."""
+        return cls.from_dict(read_json(path), source=str(path))
+
+
+_ESTIMATES = ("grand_mean", "var_pooled", "covariate_coef", "gamma_hat", "delta_hat", "gamma_star", "delta_star",
+              "n_iter")

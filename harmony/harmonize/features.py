@@ -1,0 +1,93 @@
+"""Harmonizing a long features table: the original variant's rows to a cases x features matrix and back."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harmony.core import schema
+from harmony.core.cases import load_cases
+from harmony.core.files import read_table
+from harmony.harmonize.combat import ComBat
+from harmony.harmonize.inputs import HarmonizationError
+
+# -- the features table -----------------------------------------------------------------------------
+
+def read_cases(path: str | os.PathLike) -> pd.DataFrame:
+    """A cases table for harmonization: a cases CSV (image files not checked) or a cases Parquet file."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return load_cases(path, check_files=False)
+    return read_table(path, schema.CASES)
+
+
+def harmonization_inputs(features: pd.DataFrame, cases: pd.DataFrame | None = None, *, batch: str = schema.SITE,
+                         covariates: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series,
+                                                                  pd.DataFrame | None]:
+    """The rows ComBat harmonizes and its inputs: (rows, X cases x features, batch, covariates).
+
+    The rows are those of the ``original`` variant, first repeat of each case: one row per case and
+    feature (perturbed variants measure reliability, not subjects). ``batch`` is a column of ``cases`` or,
+    for ``site``, of the features table; ``covariates`` are columns of ``cases``.
+    """
+    features = schema.FEATURES.validate(features, "harmonize_features")
+    rows = features[features[schema.VARIANT_ID] == schema.ORIGINAL]
+    if rows.empty:
+        raise HarmonizationError(f"the features table has no rows of variant {schema.ORIGINAL!r} to harmonize")
+    first = rows.groupby(schema.CASE_ID)[schema.REPEAT].transform("min")
+    rows = rows[rows[schema.REPEAT] == first].reset_index(drop=True)
+    X = rows.pivot(index=schema.CASE_ID, columns=schema.FEATURE, values=schema.VALUE)
+    X.columns.name = None
+    per_case = None
+    if cases is not None:
+        cases = schema.CASES.validate(cases, "cases")
+        per_case = cases.set_index(schema.CASE_ID)
+        absent = [c for c in X.index if c not in per_case.index]
+        if absent:
+            raise HarmonizationError(f"case {absent[0]!r} of the features table is not in the cases table "
+                                     f"({len(absent)} such case(s))")
+        per_case = per_case.loc[X.index]
+    if per_case is not None and batch in per_case.columns:
+        labels = per_case[batch]
+    elif batch == schema.SITE:
+        labels = rows.drop_duplicates(schema.CASE_ID).set_index(schema.CASE_ID)[schema.SITE].loc[X.index]
+    else:
+        raise HarmonizationError(f"batch column {batch!r} is not in the cases table"
+                                 + ("" if cases is not None else " (no cases table given)"))
+    cov = None
+    if covariates:
+        if per_case is None:
+            raise HarmonizationError(f"covariates {list(covariates)} need a cases table")
+        missing = [c for c in covariates if c not in per_case.columns]
+        if missing:
+            raise HarmonizationError(f"covariate column(s) {missing} are not in the cases table (columns: "
+                                     f"{list(per_case.columns)})")
+        cov = per_case[list(covariates)]
+    return rows, X, labels, cov
+
+
+def harmonize_features(features: pd.DataFrame, cases: pd.DataFrame | None = None, *, batch: str = schema.SITE,
+                       covariates: Sequence[str] | None = None, model: ComBat | None = None,
+                       **combat_kwargs: Any) -> pd.DataFrame:
+    """Harmonize the original variant's features: a :data:`~harmony.schema.HARMONIZED` table (raw + combat).
+
+    Fits ``ComBat(**combat_kwargs)`` on all cases, or applies a fitted ``model`` (whose covariates are used
+    when ``covariates`` is None). See :func:`harmonization_inputs` for which rows are harmonized.
+    """
+    if model is not None and combat_kwargs:
+        raise HarmonizationError(f"give a fitted model or ComBat options, not both (got {sorted(combat_kwargs)})")
+    if covariates is None:
+        covariates = [c.name for c in model.covariates_] if model is not None else []
+    rows, X, labels, cov = harmonization_inputs(features, cases, batch=batch, covariates=covariates)
+    if model is None:
+        model = ComBat(**combat_kwargs).fit(X, labels, cov)
+    harmonized = model.transform(X, labels, cov)
+    long = harmonized.rename_axis(index=schema.CASE_ID, columns=schema.FEATURE).stack().rename(schema.VALUE)
+    combat = rows.drop(columns=[schema.VALUE]).join(long, on=[schema.CASE_ID, schema.FEATURE])
+    out = pd.concat([rows.assign(**{schema.STAGE: "raw"}), combat.assign(**{schema.STAGE: "combat"})],
+                    ignore_index=True)
+    return schema.HARMONIZED.validate(out, "harmonize_features")

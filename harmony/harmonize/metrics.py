@@ -1,0 +1,353 @@
+"""How much site effect is left, and how much biology survives: tidy tables before and after harmonization.
+
+pingouin-style: each function takes a long table (one value a row) and the names of its columns, and
+returns a tidy DataFrame. :func:`harmonization_metrics` runs all of them on a harmonized table
+(:data:`harmony.schema.HARMONIZED`), once per ``stage`` (``raw``, ``combat``).
+
+Per feature, the site effect is tested for the means (Welch's ANOVA, one-way ANOVA) and for the whole
+distribution (Kruskal-Wallis, Anderson-Darling k-sample); each test is summarised as the fraction of
+features associated with site after Benjamini-Hochberg correction. A site classifier (standardised
+features, logistic regression, stratified k-fold with a fixed ``random_state``) gives a multivariate view;
+its chance level is the share of the largest site. On simulated cohorts, each feature's Pearson
+correlation with each ``truth_*`` column, and the covariates' effects on each feature (ordinary least
+squares, feature ~ 1 + covariates), show whether the biology is preserved.
+
+Anderson-Darling p-values are scipy's interpolation, floored at 0.001 and capped at 0.25.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from harmony.core import schema
+from harmony.core.errors import HarmonyError
+from harmony.core.schema import Column, TableSpec
+from harmony.harmonize.covariates import covariate_matrix, fit_covariates
+
+# -- column names of the metrics tables (the one place they are spelled) ---------------------------
+TEST = "test"
+
+
+STATISTIC = "statistic"
+
+
+PVALUE = "pvalue"
+
+
+PVALUE_BH = "pvalue_bh"
+
+
+SIGNIFICANT = "significant"
+
+
+TRUTH = "truth"
+
+
+TERM = "term"
+
+
+STD_ERROR = "se"
+
+
+#: Column the batch labels are joined into, whatever the batch column is called.
+_BATCH = "__batch__"
+
+
+SITE_TESTS = ("welch_anova", "anova", "kruskal_wallis", "anderson_darling")
+
+
+SITE_EFFECTS = TableSpec(
+    "site_effects",
+    tuple(Column(*c) for c in ((schema.FEATURE, "str"), (schema.STAGE, "str"), (TEST, "str", False, SITE_TESTS),
+                               (STATISTIC, "float64", True), (PVALUE, "float64", True),
+                               (PVALUE_BH, "float64", True), (SIGNIFICANT, "bool"))),
+    key=(schema.FEATURE, schema.STAGE, TEST),
+    doc="Per feature, stage and test: the site effect's statistic, p-value, BH-adjusted p-value and verdict.",
+)
+
+
+SUMMARY = TableSpec(
+    "harmonization_summary",
+    tuple(Column(*c) for c in ((schema.STAGE, "str"), (schema.METRIC, "str"), (schema.ESTIMATE, "float64", True))),
+    key=(schema.STAGE, schema.METRIC),
+    doc="Per stage: fraction of features with a site effect per test, classifier accuracy and chance, ...",
+)
+
+
+TRUTH_CORRELATION = TableSpec(
+    "truth_correlation",
+    tuple(Column(*c) for c in ((schema.FEATURE, "str"), (TRUTH, "str"), (schema.STAGE, "str"),
+                               (schema.ESTIMATE, "float64", True))),
+    key=(schema.FEATURE, TRUTH, schema.STAGE),
+    doc="Pearson correlation of each feature with each truth_* column, per stage.",
+)
+
+
+COVARIATE_EFFECTS = TableSpec(
+    "covariate_effects",
+    tuple(Column(*c) for c in ((schema.FEATURE, "str"), (TERM, "str"), (schema.STAGE, "str"),
+                               (schema.ESTIMATE, "float64", True), (STD_ERROR, "float64", True),
+                               (PVALUE, "float64", True))),
+    key=(schema.FEATURE, TERM, schema.STAGE),
+    doc="OLS effect of each covariate term on each feature (feature ~ 1 + covariates), per stage.",
+)
+
+
+class MetricsError(HarmonyError):
+    """A table the harmonization metrics cannot use; the message names the column."""
+
+
+def _require(data: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in data.columns]
+    if missing:
+        raise MetricsError(f"{what}: missing column(s) {missing}; the table has {list(map(str, data.columns))}")
+
+
+def _wide(data: pd.DataFrame, subject: str, feature: str, value: str) -> pd.DataFrame:
+    _require(data, [subject, feature, value], "features table")
+    dup = data.duplicated([subject, feature])
+    if dup.any():
+        row = data.loc[dup, [subject, feature]].iloc[0].to_dict()
+        raise MetricsError(f"features table: more than one value per ({subject}, {feature}), e.g. {row}; "
+                           "select one variant and repeat first")
+    wide = data.pivot(index=subject, columns=feature, values=value)
+    wide.columns.name = None
+    return wide.astype(float)
+
+
+def _per_subject(data: pd.DataFrame, subject: str, column: str) -> pd.Series:
+    _require(data, [subject, column], "features table")
+    values = data[[subject, column]].drop_duplicates()
+    dup = values[subject].duplicated()
+    if dup.any():
+        raise MetricsError(f"column {column!r} is not constant within {subject} {values.loc[dup, subject].iloc[0]!r}")
+    return values.set_index(subject)[column]
+
+
+def welch_anova(groups: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Welch's heteroscedastic one-way ANOVA: (F, p).
+
+    >>> welch_anova([np.array([1.0, 2, 3, 4]), np.array([2.0, 4, 6, 8, 9])])  # doctest: +ELLIPSIS
+    (5.29..., 0.0625...)
+    """
+    k = len(groups)
+    n = np.array([len(g) for g in groups], dtype=float)
+    means = np.array([np.mean(g) for g in groups])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = n / np.array([np.var(g, ddof=1) for g in groups])
+        mean_w = np.sum(w * means) / np.sum(w)
+        between = np.sum(w * (means - mean_w) ** 2) / (k - 1)
+        lam = np.sum((1 - w / np.sum(w)) ** 2 / (n - 1))
+        f = between / (1 + 2 * (k - 2) * lam / (k**2 - 1))
+        df2 = (k**2 - 1) / (3 * lam)
+    if not (np.isfinite(f) and np.isfinite(df2)):
+        return float("nan"), float("nan")
+    return float(f), float(stats.f.sf(f, k - 1, df2))
+
+
+def _site_tests(groups: list[np.ndarray]) -> dict[str, tuple[float, float]]:
+    out = {"welch_anova": welch_anova(groups)}
+    tests = {"anova": lambda: stats.f_oneway(*groups),
+             "kruskal_wallis": lambda: stats.kruskal(*groups),
+             "anderson_darling": lambda: stats.anderson_ksamp(groups)}
+    for name, run in tests.items():
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                res = run()
+            out[name] = (float(res.statistic), float(res.pvalue))
+        except ValueError:  # all values identical, or a site without values
+            out[name] = (float("nan"), float("nan"))
+    return out
+
+
+def site_effects(data: pd.DataFrame, *, site: str = schema.SITE, subject: str = schema.CASE_ID,
+                 feature: str = schema.FEATURE, value: str = schema.VALUE, alpha: float = 0.05) -> pd.DataFrame:
+    """Per feature, the four site tests with Benjamini-Hochberg adjusted p-values (within each test).
+
+    Missing values are dropped feature by feature; a feature that is constant, or has fewer than two
+    sites with values, gets NaN and is not significant.
+    """
+    wide = _wide(data, subject, feature, value)
+    sites = _per_subject(data, subject, site).reindex(wide.index).to_numpy()
+    rows = []
+    for name in wide.columns:
+        col = wide[name].to_numpy()
+        ok = np.isfinite(col)
+        groups = [col[ok & (sites == s)] for s in pd.unique(sites[ok])]
+        groups = [g for g in groups if g.size]
+        results = _site_tests(groups) if len(groups) >= 2 else dict.fromkeys(SITE_TESTS, (np.nan, np.nan))
+        rows += [(name, test, *results[test]) for test in SITE_TESTS]
+    out = pd.DataFrame(rows, columns=[feature, TEST, STATISTIC, PVALUE])
+    out[PVALUE_BH] = np.nan
+    for test, idx in out.groupby(TEST).groups.items():
+        p = out.loc[idx, PVALUE]
+        finite = p.notna()
+        if finite.any():
+            out.loc[p[finite].index, PVALUE_BH] = stats.false_discovery_control(p[finite].to_numpy(), method="bh")
+    out[SIGNIFICANT] = (out[PVALUE_BH] < alpha).fillna(False).astype(bool)
+    return out
+
+
+def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, subject: str = schema.CASE_ID,
+                             feature: str = schema.FEATURE, value: str = schema.VALUE, n_splits: int = 5,
+                             random_state: int = 0, harmonizer=None,
+                             covariates: pd.DataFrame | None = None) -> dict[str, float]:
+    """Cross-validated accuracy of predicting the site from the features, and the chance level.
+
+    Logistic regression on standardised features (features with missing values are left out), stratified
+    k-fold (k = ``n_splits``, or the smallest site's size when that is smaller) shuffled by
+    ``random_state``. With ``harmonizer`` (an unfitted :class:`~harmony.harmonize.ComBat`, and the
+    ``covariates`` it needs, indexed by subject), the values are taken as raw and a clone of it is fitted
+    on each training fold and applied to both folds. That is the honest accuracy after harmonization:
+    cross-validating on values harmonized with all subjects is biased *below* chance, because each
+    held-out subject pulled its own site's fitted mean towards itself. Accuracy is NaN when a site has
+    fewer than 2 subjects (or the in-fold harmonization fails, e.g. a site too small for a fold), with a
+    RuntimeWarning saying why.
+    """
+    from sklearn.base import clone
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    wide = _wide(data, subject, feature, value).dropna(axis=1)
+    sites = _per_subject(data, subject, site).reindex(wide.index).astype(str).to_numpy()
+    counts = pd.Series(sites).value_counts()
+    chance = float(counts.iloc[0] / counts.sum())
+    k = int(min(n_splits, counts.min()))
+    result = {"accuracy": float("nan"), "chance": chance, "folds": float(k)}
+    reasons = {"fewer than 2 sites": len(counts) < 2,
+               f"site {counts.index[-1]!r} has {counts.iloc[-1]} subject(s)": counts.iloc[-1] < 2,
+               f"n_splits is {n_splits}": n_splits < 2,
+               "every feature has missing values": wide.shape[1] == 0}
+    undefined = [why for why, applies in reasons.items() if applies]
+    if undefined:
+        warnings.warn(f"site classifier accuracy is NaN: {undefined[0]}", RuntimeWarning, stacklevel=2)
+        return result
+    X = wide.to_numpy()
+    cov = None if covariates is None else covariates.reindex(wide.index).reset_index(drop=True)
+    scores = []
+    for train, test in StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state).split(X, sites):
+        X_train, X_test = X[train], X[test]
+        if harmonizer is not None:
+            part = (lambda idx: None) if cov is None else (lambda idx: cov.iloc[idx].reset_index(drop=True))
+            try:
+                fitted = clone(harmonizer).fit(X_train, sites[train], part(train))
+            except HarmonyError as exc:
+                warnings.warn(f"site classifier accuracy is NaN: ComBat failed on a training fold ({exc})",
+                              RuntimeWarning, stacklevel=2)
+                return result
+            X_train = fitted.transform(X_train, sites[train], part(train))
+            X_test = fitted.transform(X_test, sites[test], part(test))
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores.append(model.fit(X_train, sites[train]).score(X_test, sites[test]))
+    result["accuracy"] = float(np.mean(scores))
+    return result
+
+
+def truth_correlations(data: pd.DataFrame, truth: pd.DataFrame, *, subject: str = schema.CASE_ID,
+                       feature: str = schema.FEATURE, value: str = schema.VALUE) -> pd.DataFrame:
+    """Pearson correlation of each feature with each column of ``truth`` (indexed by subject)."""
+    wide = _wide(data, subject, feature, value)
+    truth = truth.reindex(wide.index)
+    rows = [(name, str(t), r) for t in truth.columns
+            for name, r in wide.corrwith(truth[t].astype(float)).items()]
+    return pd.DataFrame(rows, columns=[feature, TRUTH, schema.ESTIMATE])
+
+
+def covariate_effects(data: pd.DataFrame, covariates: pd.DataFrame, *, subject: str = schema.CASE_ID,
+                      feature: str = schema.FEATURE, value: str = schema.VALUE) -> pd.DataFrame:
+    """OLS of each feature on ``1 + covariates`` (indexed by subject): estimate, standard error, p per term.
+
+    Covariates are encoded as in ComBat (numeric: continuous; otherwise one-hot without the first level).
+    Features with missing values get NaN.
+    """
+    wide = _wide(data, subject, feature, value)
+    covariates = covariates.reindex(wide.index)
+    specs = fit_covariates(covariates)
+    terms = [t for spec in specs for t in spec.terms]
+    design = np.hstack([np.ones((len(wide), 1)), covariate_matrix(specs, covariates, len(wide))])
+    Y = wide.to_numpy()
+    n, p = design.shape
+    beta = np.linalg.lstsq(design, np.nan_to_num(Y), rcond=None)[0]
+    dof = n - p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma2 = ((Y - design @ beta) ** 2).sum(axis=0) / dof
+        se = np.sqrt(np.outer(np.diag(np.linalg.pinv(design.T @ design)), sigma2))
+        pvalue = 2 * stats.t.sf(np.abs(beta / se), dof) if dof > 0 else np.full_like(beta, np.nan)
+    incomplete = np.isnan(Y).any(axis=0)
+    rows = [(name, term, *(np.nan if incomplete[j] else float(a[i + 1, j]) for a in (beta, se, pvalue)))
+            for j, name in enumerate(wide.columns) for i, term in enumerate(terms)]
+    return pd.DataFrame(rows, columns=[feature, TERM, schema.ESTIMATE, STD_ERROR, PVALUE])
+
+
+def harmonization_metrics(harmonized: pd.DataFrame, cases: pd.DataFrame | None = None, *,
+                          batch: str = schema.SITE, covariates: Sequence[str] = (), alpha: float = 0.05,
+                          n_splits: int = 5, random_state: int = 0, harmonizer=None) -> dict[str, pd.DataFrame]:
+    """All metrics, per stage, of a harmonized table (one row per case and feature in each stage).
+
+    With ``harmonizer`` (an unfitted ComBat with the options used), the classifier accuracy of the
+    ``combat`` stage is cross-validated with the harmonizer refitted inside each fold on the raw values
+    (see :func:`site_classifier_accuracy`); without it, on the harmonized values as given.
+
+    ``batch`` is a column of ``cases`` or of the table itself; ``covariates`` and the ``truth_*`` columns
+    come from ``cases``. Returns the tables ``site_effects``, ``summary``, ``truth_correlation`` and
+    ``covariate_effects`` (validated against the specs of this module).
+    """
+    table = schema.HARMONIZED.validate(harmonized, "harmonization_metrics")
+    case_ids = pd.Index(table[schema.CASE_ID].unique(), name=schema.CASE_ID)
+    per_case = pd.DataFrame(index=case_ids) if cases is None else cases.set_index(schema.CASE_ID).reindex(case_ids)
+    if batch in per_case.columns:
+        batch_of = per_case[batch]
+    elif batch == schema.SITE:
+        batch_of = _per_subject(table, schema.CASE_ID, schema.SITE)
+    else:
+        raise MetricsError(f"batch column {batch!r} is not in the cases table")
+    if batch_of.isna().any():
+        case = batch_of.index[batch_of.isna()][0]
+        raise MetricsError(f"no {batch!r} for case {case!r} (missing from the cases table?)")
+    missing = [c for c in covariates if c not in per_case.columns]
+    if missing:
+        raise MetricsError(f"covariate column(s) {missing} not in the cases table")
+    truth = per_case[schema.truth_columns(per_case.columns)]
+
+    site_rows, summary, corr, effects = [], [], [], []
+    stages = {stage: rows.assign(**{_BATCH: rows[schema.CASE_ID].map(batch_of)})
+              for stage, rows in table.groupby(schema.STAGE, sort=False)}
+    for stage, rows in stages.items():
+        tests = site_effects(rows, site=_BATCH, alpha=alpha).assign(**{schema.STAGE: stage})
+        site_rows.append(tests)
+        for test, group in tests.groupby(TEST, sort=False):
+            summary.append((stage, f"{test}_fraction_significant", float(group[SIGNIFICANT].mean())))
+        in_fold = harmonizer is not None and stage == "combat" and "raw" in stages
+        clf = site_classifier_accuracy(stages["raw"] if in_fold else rows, site=_BATCH, n_splits=n_splits,
+                                       random_state=random_state, harmonizer=harmonizer if in_fold else None,
+                                       covariates=per_case[list(covariates)] if in_fold and covariates else None)
+        summary += [(stage, "site_classifier_accuracy", clf["accuracy"]),
+                    (stage, "site_classifier_chance", clf["chance"])]
+        if truth.shape[1]:
+            r = truth_correlations(rows, truth).assign(**{schema.STAGE: stage})
+            corr.append(r)
+            summary += [(stage, f"mean_abs_correlation[{t}]", float(g[schema.ESTIMATE].abs().mean()))
+                        for t, g in r.groupby(TRUTH, sort=False)]
+        if covariates:
+            effects.append(covariate_effects(rows, per_case[list(covariates)]).assign(**{schema.STAGE: stage}))
+
+    def combine(parts: list[pd.DataFrame], spec: TableSpec) -> pd.DataFrame:
+        return spec.validate(pd.concat(parts, ignore_index=True) if parts else spec.empty(), spec.name)
+
+    return {
+        "site_effects": combine(site_rows, SITE_EFFECTS),
+        "summary": SUMMARY.validate(pd.DataFrame(summary, columns=[schema.STAGE, schema.METRIC, schema.ESTIMATE]),
+                                    SUMMARY.name),
+        "truth_correlation": combine(corr, TRUTH_CORRELATION),
+        "covariate_effects": combine(effects, COVARIATE_EFFECTS),
+    }

@@ -1,0 +1,57 @@
+"""Making every variant of every case (``harmony perturb``): failures collected, images optionally saved."""
+
+from __future__ import annotations
+
+import pandas as pd
+import SimpleITK as sitk
+
+from harmony.core import schema
+from harmony.core.cases import load_case_images
+from harmony.core.progress import progress_bar
+from harmony.perturb import ops
+from harmony.perturb.variants import Variant, iter_variants
+
+# -- making the variants of a cohort ---------------------------------------------------------------------
+
+#: Around a saved variant's mask, this many mm of image are written (the whole image with ``full_images``).
+INSPECTION_MARGIN_MM = 30.0
+
+
+def _inspection_crop(image: sitk.Image, mask: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
+    roi = sitk.GetArrayViewFromImage(mask) != 0
+    lo, hi = ops.neighbourhood(roi, ops.pad_voxels(INSPECTION_MARGIN_MM, ops.Grid.of(image).spacing_zyx))
+    (z0, y0, x0), (z1, y1, x1) = lo, hi + 1
+    return image[int(x0):int(x1), int(y0):int(y1), int(z0):int(z1)], mask[int(x0):int(x1), int(y0):int(y1), int(z0):int(z1)]
+
+
+def perturb_cases(cases: pd.DataFrame, variants: list[Variant], *, out_dir=None, save_images: bool = False,
+                  full_images: bool = False, label: int = 1, progress: bool | None = None) -> pd.DataFrame:
+    """Make every variant of every case (repeat 0) and return the failures table (schema.FAILURES).
+
+    A variant that cannot be made for a case (an erosion past its guard, an emptied mask ...) is a row with
+    the reason, not an exception. With ``save_images``, each made variant is written to
+    ``out_dir/images/<case_id>/<variant_id>_image.nrrd`` and ``..._mask.nrrd``: the mask's neighbourhood
+    (``INSPECTION_MARGIN_MM``), or the whole image with ``full_images``.
+    """
+    from pathlib import Path
+
+    if save_images and out_dir is None:
+        raise ValueError("save_images needs out_dir")
+    cases = schema.CASES.validate(cases, source="perturb")
+    rows = []
+    with progress_bar(total=len(cases) * len(variants), desc="perturb", unit="variant", progress=progress) as bar:
+        for case in cases.to_dict("records"):
+            case_id = case[schema.CASE_ID]
+            image, mask = load_case_images(case)
+            folder = Path(out_dir) / "images" / str(case_id) if save_images else None
+            for variant, made, error in iter_variants(image, mask, variants, case_id=case_id, label=label):
+                bar.update()
+                if error is not None:
+                    rows.append({schema.CASE_ID: case_id, schema.VARIANT_ID: variant.variant_id, schema.REPEAT: 0,
+                                 schema.ERROR: str(error)})
+                elif folder is not None:
+                    out_image, out_mask = made if full_images else _inspection_crop(*made)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    sitk.WriteImage(out_image, str(folder / f"{variant.variant_id}_image.nrrd"), True)
+                    sitk.WriteImage(out_mask, str(folder / f"{variant.variant_id}_mask.nrrd"), True)
+    return schema.FAILURES.validate(pd.DataFrame(rows, columns=schema.FAILURES.names), source="perturb")

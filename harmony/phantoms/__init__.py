@@ -1,0 +1,13 @@
+"""Phantoms: the IBSI digital phantom, procedural lesion phantoms, scanner profiles and simulated cohorts.
+
+Public names are imported lazily, on first use.
+"""
+
+from harmony.core.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), {
+    ".digital": ["ibsi_digital_phantom", "write_case", "write_ibsi_phantom"],
+    ".render": ["render_phantom", "phantom_spec"],
+    ".scanners": ["load_scanner", "builtin_scanners", "acquire"],
+    ".cohort": ["simulate_cohort", "load_cohort_spec", "sample_subjects", "SUBJECT"],
+})

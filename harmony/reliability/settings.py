@@ -1,0 +1,84 @@
+"""The ``[reliability]`` settings: the ICC form, category thresholds, the stable rule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from harmony.core import schema
+from harmony.core.config import Field, Section, validate
+from harmony.core.schema import ICC_METRICS
+
+#: The perturbation group holding every variant.
+ALL = "all"
+
+
+CCC, COV, RANGE = schema.RELIABILITY_METRICS[len(ICC_METRICS):]
+
+
+UNDEFINED = "undefined"
+
+
+_ICC_AK = ICC_METRICS[4]  # the one form that can lack a value (see _icc_arrays)
+
+
+#: Seed of the CCC bootstrap when no generator is given.
+DEFAULT_SEED = 0
+
+
+ICC_CATEGORIES = ("poor", "moderate", "good", "excellent")  # Koo & Li 2016
+
+
+CCC_CATEGORIES = ("poor", "moderate", "substantial", "almost perfect")  # McBride 2005
+
+
+COV_CATEGORIES = ("low", "high")
+
+
+RANGE_CATEGORY = "descriptive"
+
+
+_VERDICT_METRICS = ("icc", "ccc", "cov")
+
+
+def _three_increasing(values: list) -> str | None:
+    ok = len(values) == 3 and all(0 <= v <= 1 for v in values) and values[0] < values[1] < values[2]
+    return None if ok else "expected three increasing values in [0, 1]"
+
+
+SETTINGS = Section(
+    {
+        "icc": Field(str, "ICC(A,1)", choices=ICC_METRICS, doc="ICC form used for the verdict."),
+        "judge_on": Field(str, "ci_low", choices=("ci_low", "estimate"),
+                          doc="Judge categories on the conservative CI bound (lower for ICC/CCC, upper for "
+                              "CoV) or on the point estimate."),
+        "confidence": Field(float, 0.95, min=0.5, max=0.999, doc="Confidence level of every interval."),
+        "icc_thresholds": Field(list, [0.5, 0.75, 0.9], item=Field(float), check=_three_increasing,
+                                doc="Koo & Li bounds between poor, moderate, good and excellent."),
+        "icc_min": Field(float, 0.75, min=0.0, max=1.0, doc="An ICC row is stable when its judged value >= this."),
+        "ccc_thresholds": Field(list, [0.90, 0.95, 0.99], item=Field(float), check=_three_increasing,
+                                doc="McBride bounds between poor, moderate, substantial and almost perfect."),
+        "ccc_min": Field(float, 0.90, min=0.0, max=1.0, doc="A CCC row is stable when its judged value >= this."),
+        "cov_max": Field(float, 0.10, min=0.0, min_exclusive=True,
+                         doc="A CoV row is stable (low) when its judged value <= this."),
+        "verdict": Field(list, ["icc"], item=Field(str, choices=_VERDICT_METRICS), min_items=1,
+                         doc="Metrics every perturbation must pass for a feature to be stable."),
+        "bootstrap": Field(int, 1000, min=100, doc="Case-bootstrap resamples for the overall CCC interval."),
+    }
+)
+
+
+# -- settings -------------------------------------------------------------------------------------------
+
+def resolve_settings(settings: Mapping[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Validate ``settings`` (a ``[reliability]`` section) with keyword overrides; defaults filled in.
+
+    >>> resolve_settings(icc="ICC(C,1)")["icc"]
+    'ICC(C,1)'
+    >>> resolve_settings({"judge_on": "upper"})
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.ConfigError: <settings>: reliability.judge_on: must be one of ['ci_low', 'estimate'], got 'upper'
+    """
+    merged = {**(settings or {}), **overrides}
+    return validate(merged, SETTINGS, file="<settings>", prefix="reliability")

@@ -1,0 +1,161 @@
+"""Categories and verdicts: each metric classified by the configured rule, and the stable features."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harmony.core import schema
+from harmony.core.errors import SchemaError
+from harmony.core.schema import (
+    CATEGORY,
+    CI_HIGH,
+    CI_LOW,
+    ESTIMATE,
+    FEATURE,
+    ICC_METRICS,
+    METRIC,
+    N_CASES,
+    PERTURBATION,
+    REASON,
+    STABLE,
+)
+from harmony.reliability.settings import (
+    ALL,
+    CCC,
+    CCC_CATEGORIES,
+    COV,
+    COV_CATEGORIES,
+    ICC_CATEGORIES,
+    RANGE,
+    RANGE_CATEGORY,
+    UNDEFINED,
+    resolve_settings,
+)
+
+# -- categories and reasons ---------------------------------------------------------------------------
+
+_BOUND_WORD = {CI_LOW: "lower bound", CI_HIGH: "upper bound", ESTIMATE: "estimate"}
+
+
+def _rule(metric: str, settings: Mapping[str, Any]) -> tuple[str, tuple, tuple[str, ...], float, bool]:
+    """(bound judged, category thresholds, category names, stability threshold, higher is better)."""
+    conservative = settings["judge_on"] == "ci_low"
+    if metric in ICC_METRICS:
+        return (CI_LOW if conservative else ESTIMATE, tuple(settings["icc_thresholds"]), ICC_CATEGORIES,
+                settings["icc_min"], True)
+    if metric == CCC:
+        return (CI_LOW if conservative else ESTIMATE, tuple(settings["ccc_thresholds"]), CCC_CATEGORIES,
+                settings["ccc_min"], True)
+    return CI_HIGH if conservative else ESTIMATE, (settings["cov_max"],), COV_CATEGORIES, settings["cov_max"], False
+
+
+def _classify(metric: str, perturbation: str, values: np.ndarray, undefined: np.ndarray,
+              settings: Mapping[str, Any]) -> tuple[list, np.ndarray, list]:
+    """Category, stable flag and reason of each feature's row for one metric and perturbation."""
+    n = values.shape[1]
+    if metric == RANGE:
+        cats = [UNDEFINED if u else RANGE_CATEGORY for u in undefined]
+        reasons = [f"range undefined under {perturbation}: {u}" if u else
+                   "range: descriptive (feature units), never flagged" for u in undefined]
+        return cats, np.array([not u for u in undefined], dtype=bool), reasons
+    bound, edges, names, threshold, higher = _rule(metric, settings)
+    column = {ESTIMATE: 0, CI_LOW: 1, CI_HIGH: 2}[bound]
+    judged = values[column].copy()
+    fallback = np.isnan(judged) & ~np.isnan(values[0])  # interval undefined: judge the estimate
+    judged[fallback] = values[0][fallback]
+    index = np.digitize(judged, edges, right=not higher)
+    stable = judged >= threshold if higher else judged <= threshold
+    cats, reasons = [], []
+    for i in range(n):
+        if undefined[i] or np.isnan(judged[i]):
+            cats.append(UNDEFINED)
+            reasons.append(f"{metric} undefined under {perturbation}: {undefined[i] or 'not computable'}")
+            stable[i] = False
+            continue
+        cats.append(names[index[i]])
+        word = "estimate (interval undefined)" if fallback[i] else _BOUND_WORD[bound]
+        sign = (">=" if stable[i] else "<") if higher else ("<=" if stable[i] else ">")
+        reasons.append(f"{metric} {word} {judged[i]:.2f} {sign} {threshold:.2f} under {perturbation}")
+    return cats, stable, reasons
+
+
+# -- verdicts and summaries ---------------------------------------------------------------------------
+
+def _verdict_metric_names(settings: Mapping[str, Any]) -> list[str]:
+    return [{"icc": settings["icc"], "ccc": CCC, "cov": COV}[m] for m in settings["verdict"]]
+
+
+def feature_verdicts(reliability: pd.DataFrame, settings: Mapping[str, Any] | None = None,
+                     **overrides: Any) -> pd.DataFrame:
+    """One verdict per feature: stable when every verdict metric passes under every perturbation.
+
+    Returns ``feature, stable, reason, worst_perturbation, metric, estimate, ci_low, ci_high, category,
+    n_cases``; the last six describe the weakest row (an undefined row first, then the one furthest
+    below, or nearest above, its threshold; among perturbation kinds before ``all``).
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"feature": ["f", "f"], "perturbation": ["noise", "all"],
+    ...                      "metric": "ICC(A,1)", "estimate": [0.8, 0.85], "ci_low": [0.62, 0.7],
+    ...                      "ci_high": [0.9, 0.95], "n_cases": 20, "n_variants": 3,
+    ...                      "category": ["moderate", "moderate"], "stable": False,
+    ...                      "reason": ["ICC(A,1) lower bound 0.62 < 0.75 under noise",
+    ...                                 "ICC(A,1) lower bound 0.70 < 0.75 under all"]})
+    >>> verdict = feature_verdicts(rows)
+    >>> verdict.loc[0, "reason"]
+    'ICC(A,1) lower bound 0.62 < 0.75 under noise; 1 more check(s) fail'
+    """
+    settings = resolve_settings(settings, **overrides)
+    rows = schema.RELIABILITY.validate(reliability, "reliability")
+    if REASON not in rows.columns:
+        raise SchemaError(f"reliability table has no {REASON!r} column; make it with reliability_table()")
+    rows = rows[rows[METRIC].isin(_verdict_metric_names(settings))].copy()
+    margin = np.full(len(rows), -np.inf)
+    for metric in rows[METRIC].unique():
+        bound, _, _, threshold, higher = _rule(metric, settings)
+        sel = (rows[METRIC] == metric).to_numpy()
+        judged = rows.loc[sel, bound].where(rows.loc[sel, bound].notna(), rows.loc[sel, ESTIMATE]).to_numpy()
+        margin[sel] = judged - threshold if higher else threshold - judged
+    margin[(rows[CATEGORY] == UNDEFINED).to_numpy() | np.isnan(margin)] = -np.inf
+    rows["_margin"] = margin
+    rows["_is_all"] = rows[PERTURBATION] == ALL
+    # Failing rows first; a perturbation kind before "all"; then the furthest below (nearest above) threshold.
+    rows = rows.sort_values([FEATURE, STABLE, "_is_all", "_margin"], kind="stable")
+    out = []
+    for feature, group in rows.groupby(FEATURE, sort=True):
+        worst = group.iloc[0]
+        failing = int((~group[STABLE]).sum())
+        stable = failing == 0
+        if stable:
+            reason = f"all {len(group)} check(s) pass; weakest: {worst[REASON]}"
+        else:
+            reason = worst[REASON] + (f"; {failing - 1} more check(s) fail" if failing > 1 else "")
+        out.append({FEATURE: feature, STABLE: stable, REASON: reason, "worst_perturbation": worst[PERTURBATION],
+                    METRIC: worst[METRIC], ESTIMATE: worst[ESTIMATE], CI_LOW: worst[CI_LOW],
+                    CI_HIGH: worst[CI_HIGH], CATEGORY: worst[CATEGORY], N_CASES: worst[N_CASES]})
+    return pd.DataFrame(out)
+
+
+def summary_counts(reliability: pd.DataFrame, settings: Mapping[str, Any] | None = None,
+                   **overrides: Any) -> pd.DataFrame:
+    """Features per category of the verdict ICC form, per perturbation, plus how many rows are stable.
+
+    >>> rows = pd.DataFrame({"perturbation": ["noise", "noise", "all"], "metric": "ICC(A,1)",
+    ...                      "category": ["good", "poor", "good"], "stable": [True, False, True]})
+    >>> summary_counts(rows).reset_index()
+      perturbation  poor  moderate  good  excellent  undefined  stable
+    0        noise     1         0     1          0          0       1
+    1          all     0         0     1          0          0       1
+    """
+    settings = resolve_settings(settings, **overrides)
+    rows = reliability[reliability[METRIC] == settings["icc"]]
+    order = list(dict.fromkeys(rows[PERTURBATION]))
+    counts = pd.crosstab(rows[PERTURBATION], rows[CATEGORY]).reindex(
+        index=order, columns=list(ICC_CATEGORIES) + [UNDEFINED], fill_value=0)
+    counts[STABLE] = rows.groupby(PERTURBATION, sort=False)[STABLE].sum().reindex(order).astype(int)
+    counts.columns.name = None
+    return counts

@@ -1,0 +1,118 @@
+"""The single-stage commands (``harmony extract``, ``phantoms``, ``perturb``, ``harmonize``): read the user's
+files, run one stage, write its tables and manifest. The CLI parses arguments and calls these.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harmony.core import schema
+from harmony.core.cases import load_cases
+from harmony.core.config import apply_overrides, load
+from harmony.core.errors import HarmonyError
+from harmony.core.files import read_table, write_table
+from harmony.core.manifest import build_manifest, now_utc, write_manifest
+from harmony.core.resources import resolve
+from harmony.extraction.adapter import make_extractor
+from harmony.extraction.engine import RunResult, run_tasks
+from harmony.extraction.params import load_params, resolve_label
+from harmony.harmonize.combat import ComBat
+from harmony.harmonize.features import read_cases
+from harmony.perturb.batch import perturb_cases
+from harmony.perturb.design import DESIGN, expand_design
+from harmony.perturb.variants import variants_from_table, variants_table
+from harmony.phantoms.cohort import load_cohort_spec, simulate_cohort
+from harmony.workflows.harmonization import run_harmonization
+
+__all__ = ["extract_cases", "simulate_phantoms", "PerturbResult", "perturb_study", "harmonize_table"]
+
+
+def extract_cases(cases_csv: str | os.PathLike, params_path: str | os.PathLike, out: str | os.PathLike, *,
+                  overrides: Sequence[str] = (), label: int | None = None,
+                  variants_path: str | os.PathLike | None = None, repeats: int = 1, executor: str = "processes",
+                  workers: int = 0, scheduler: str = "", retry_failed: bool = False,
+                  progress: bool | None = None) -> RunResult:
+    """``harmony extract``: every case of a cases CSV (x every variant of a variants table) into ``out``."""
+    params, _ = apply_overrides(load_params(resolve(params_path, "params")), overrides)
+    make_extractor(params, source=str(params_path))  # fail on bad settings before reading any image
+    label = resolve_label(params, label)
+    cases = load_cases(cases_csv, label=label)
+    variants = None
+    if variants_path:
+        variants = variants_from_table(read_table(variants_path, schema.VARIANTS), source=str(variants_path))
+    return run_tasks(cases, variants, params, out, repeats=repeats, executor=executor, workers=workers,
+                     scheduler=scheduler, label=label, retry_failed=retry_failed, progress=progress)
+
+
+def simulate_phantoms(spec_path: str | os.PathLike, out: str | os.PathLike, *, overrides: Sequence[str] = (),
+                      seed: int | None = None, progress: bool | None = None) -> pd.DataFrame:
+    """``harmony phantoms``: simulate a cohort spec (a file or a built-in name) into ``out``; its cases table."""
+    started = now_utc()
+    spec = load_cohort_spec(spec_path, overrides)
+    seed = spec["cohort"]["seed"] if seed is None else seed
+    cases = simulate_cohort(spec, out, seed=seed, progress=progress)
+    write_manifest(out, build_manifest(command="phantoms", config=spec, seeds={"cohort": seed}, started=started,
+                                       tasks={"total": len(cases), "done": len(cases), "failed": 0}))
+    return cases
+
+
+@dataclass
+class PerturbResult:
+    """What ``harmony perturb`` made: the variants, the cases and the (case, variant) pairs that failed."""
+
+    variants: list
+    cases: pd.DataFrame
+    failures: pd.DataFrame
+    out_dir: Path
+
+
+def perturb_study(cases_csv: str | os.PathLike, design_path: str | os.PathLike, out: str | os.PathLike, *,
+                  seed: int = 0, params_path: str | os.PathLike | None = None, label: int = 1,
+                  save_images: bool = False, full_images: bool = False, overrides: Sequence[str] = (),
+                  progress: bool | None = None) -> PerturbResult:
+    """``harmony perturb``: expand a design (a file or a built-in name) and make every variant of every case."""
+    started = now_utc()
+    design_file = resolve(design_path, "design")
+    design = load(design_file, DESIGN, overrides)
+    params = load_params(resolve(params_path, "params")) if params_path else None
+    variants = expand_design(design, seed=seed, base_params=params, source=str(design_file))
+    cases = load_cases(cases_csv, label=label)
+    out = Path(out)
+    write_table(variants_table(variants), out / "variants.parquet", schema.VARIANTS)
+    failures = perturb_cases(cases, variants, out_dir=out, save_images=save_images, full_images=full_images,
+                             label=label, progress=progress)
+    write_table(failures, out / "failures.parquet", schema.FAILURES)
+    total = len(cases) * len(variants)
+    write_manifest(out, build_manifest(
+        command="perturb", config={"design": design, "params": params, "label": label,
+                                   "cases": str(Path(cases_csv).resolve())},
+        seeds={"experiment": seed}, started=started,
+        tasks={"total": total, "done": total - len(failures), "failed": len(failures)}, n_variants=len(variants)))
+    return PerturbResult(variants, cases, failures, out)
+
+
+def harmonize_table(features_path: str | os.PathLike, out: str | os.PathLike, *,
+                    cases_path: str | os.PathLike | None = None, batch: str = schema.SITE,
+                    covariates: Sequence[str] | None = None, model_path: str | os.PathLike | None = None,
+                    combat_options: dict[str, Any] | None = None, n_splits: int = 5,
+                    random_state: int = 0) -> dict[str, pd.DataFrame]:
+    """``harmony harmonize``: fit ComBat (or apply the model at ``model_path``) and measure the site effect.
+
+    ``combat_options`` are :class:`~harmony.harmonize.ComBat` parameters; a saved model fixes them, so giving
+    both is an error.
+    """
+    features = read_table(features_path, schema.FEATURES)
+    cases = read_cases(cases_path) if cases_path else None
+    options = dict(combat_options or {})
+    if model_path:
+        if options:
+            raise HarmonyError(f"--model {model_path}: the saved model fixes the ComBat options; drop {sorted(options)}")
+        options = {"model": ComBat.load(model_path)}
+    return run_harmonization(features, out, cases, batch=batch, covariates=covariates, n_splits=n_splits,
+                             random_state=random_state, **options)

@@ -1,0 +1,61 @@
+"""The harmonization stage (``harmony harmonize``): fit or apply, measure, write the outputs and a manifest."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harmony.core import schema
+from harmony.core.files import write_table
+from harmony.core.manifest import build_manifest, now_utc, write_manifest
+from harmony.harmonize import metrics as hm
+from harmony.harmonize.combat import ComBat
+from harmony.harmonize.features import harmonization_inputs, harmonize_features
+from harmony.harmonize.inputs import HarmonizationError
+
+#: Files :func:`run_harmonization` writes into its output directory.
+OUTPUTS = {"harmonized": "harmonized.parquet", "model": "model.json", "site_effects": "site_effects.parquet",
+           "summary": "harmonization_summary.parquet", "truth_correlation": "truth_correlation.parquet",
+           "covariate_effects": "covariate_effects.parquet"}
+
+
+def run_harmonization(features: pd.DataFrame, out_dir: str | os.PathLike, cases: pd.DataFrame | None = None, *,
+                      batch: str = schema.SITE, covariates: Sequence[str] | None = None, model: ComBat | None = None,
+                      n_splits: int = 5, random_state: int = 0, **combat_kwargs: Any) -> dict[str, pd.DataFrame]:
+    """Harmonize (fit, or apply ``model``), measure, and write :data:`OUTPUTS` and a manifest into ``out_dir``.
+
+    With ``model``, ``covariates`` defaults to the model's; covariates other than the model's are an error.
+    Returns the harmonized table (``harmonized``) and the metrics tables of
+    :func:`harmony.harmonize.metrics.harmonization_metrics`.
+    """
+
+    started = now_utc()
+    if model is None:
+        if covariates is None:
+            covariates = []
+        _, X, labels, cov = harmonization_inputs(features, cases, batch=batch, covariates=covariates)
+        model = ComBat(**combat_kwargs).fit(X, labels, cov)
+    elif combat_kwargs:
+        raise HarmonizationError(f"give a fitted model or ComBat options, not both (got {sorted(combat_kwargs)})")
+    if covariates is None:
+        covariates = [c.name for c in model.covariates_]
+    harmonized = harmonize_features(features, cases, batch=batch, covariates=covariates, model=model)
+    metrics = hm.harmonization_metrics(harmonized, cases, batch=batch, covariates=covariates, n_splits=n_splits,
+                                       random_state=random_state, harmonizer=ComBat(**model.get_params()))
+    out = Path(out_dir)
+    write_table(harmonized, out / OUTPUTS["harmonized"], schema.HARMONIZED)
+    model.save(out / OUTPUTS["model"])
+    specs = {"site_effects": hm.SITE_EFFECTS, "summary": hm.SUMMARY, "truth_correlation": hm.TRUTH_CORRELATION,
+             "covariate_effects": hm.COVARIATE_EFFECTS}
+    for name, spec in specs.items():
+        write_table(metrics[name], out / OUTPUTS[name], spec)
+    n_cases = harmonized[schema.CASE_ID].nunique()
+    write_manifest(out, build_manifest(
+        command="harmonize", config={"batch": batch, "covariates": covariates, **model.get_params(),
+                                     "n_splits": n_splits}, seeds={"classifier_cv": random_state},
+        started=started, tasks={"cases": n_cases, "features": int(model.n_features_in_)}, outputs=OUTPUTS))
+    return {"harmonized": harmonized, **metrics}

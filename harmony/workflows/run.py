@@ -1,0 +1,273 @@
+"""`harmony run`: one experiment end to end (cohort, variants, extraction, reliability, harmonization, report).
+
+Each stage writes its tables into the run directory and records in ``manifest.json`` the hash of its
+inputs (its own settings, the hashes of the stages it reads and the installed package versions, so an
+upgrade reruns what it could change); re-running skips every stage whose outputs exist and whose input hash is unchanged, and the extraction engine resumes task by task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harmony.core import schema
+from harmony.core.cases import load_cases
+from harmony.core.errors import ConfigError
+from harmony.core.files import (
+    file_digest,
+    read_json,
+    read_table,
+    stable_hash,
+    write_table,
+    write_text,
+)
+from harmony.core.manifest import (
+    MANIFEST_NAME,
+    build_manifest,
+    now_utc,
+    versions,
+    write_manifest,
+)
+from harmony.extraction.adapter import extraction_params
+from harmony.extraction.engine import run_tasks
+from harmony.harmonize.settings import combat_options
+from harmony.perturb.design import expand_design
+from harmony.perturb.variants import variants_from_table, variants_table
+from harmony.phantoms.cohort import load_cohort_spec, simulate_cohort
+from harmony.report.page import render_report
+from harmony.workflows.assess import run_reliability
+from harmony.workflows.experiment import load_experiment
+from harmony.workflows.harmonization import run_harmonization
+from harmony.workflows.layout import (
+    COHORT_DIR,
+    EXTRACTION_DIR,
+    FIGURES_DIR,
+    FILES,
+    HARMONIZATION_DIR,
+    NOT_RUN,
+    RELIABILITY_DIR,
+    load_run,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """What a run did: its directory, per-stage status (``done``, ``skipped`` or why not run) and counts."""
+
+    run_dir: Path
+    stages: dict[str, str] = field(default_factory=dict)
+    tasks: dict[str, int] = field(default_factory=dict)
+    n_cases: int = 0
+    n_variants: int = 0
+    n_features: int = 0
+    n_stable: int | None = None
+    report: Path | None = None
+    seconds: float = 0.0
+
+
+class _Run:
+    """The state of one `harmony run`: config, run directory, the manifest's stage records."""
+
+    def __init__(self, config: Mapping[str, Any], *, progress: bool | None):
+        self.config = config
+        self.dir = Path(config["experiment"]["out"])
+        self.progress = progress
+        self.seed = int(config["experiment"]["seed"])
+        self.started, self.clock = now_utc(), time.perf_counter()
+        previous = self.dir / MANIFEST_NAME
+        #: the stage records of the previous run into this directory, if any
+        self.records: dict[str, dict[str, Any]] = (read_json(previous).get("stages") or {}
+                                                   if previous.is_file() else {})
+        self.hashes: dict[str, str] = {}
+        self.summary = RunSummary(self.dir)
+        self.seeds: dict[str, Any] = {"experiment": self.seed}
+        self.versions = versions()  # an upgraded library reruns every stage it could change
+
+    def path(self, key: str) -> Path:
+        return self.dir / FILES[key]
+
+    def stage(self, name: str, inputs: Any, outputs: Sequence[Path],
+              work: Callable[[], dict[str, Any] | None]) -> None:
+        """Run ``work`` unless the stage's outputs exist and its input hash is unchanged; record it."""
+        digest = stable_hash({"inputs": inputs, "versions": self.versions}, length=32)
+        self.hashes[name] = digest
+        record = self.records.get(name) or {}
+        if record.get("input_hash") == digest and all(p.exists() for p in outputs):
+            logger.info("stage %s: up to date, skipped", name)
+            self.summary.stages[name] = "skipped (up to date)"
+            return
+        clock = time.perf_counter()
+        extra = work() or {}
+        self.records[name] = {"input_hash": digest, "finished": now_utc(),
+                              "seconds": round(time.perf_counter() - clock, 3), **extra}
+        self.summary.stages[name] = "done"
+        self.write_manifest()
+
+    def not_run(self, name: str, why: str) -> None:
+        self.records[name] = {NOT_RUN: why}
+        self.summary.stages[name] = f"not run: {why}"
+
+    def write_manifest(self) -> None:
+        self.summary.seconds = time.perf_counter() - self.clock
+        write_manifest(self.dir, build_manifest(
+            command="run", config=dict(self.config), seeds=self.seeds, started=self.started, tasks=self.summary.tasks,
+            stages=self.records, wall_seconds=round(self.summary.seconds, 3)))
+
+
+def _load_cases(run: _Run) -> pd.DataFrame:
+    section = run.config["cases"]
+    if section["csv"]:
+        return load_cases(section["csv"], label=section["label"], tolerance=section["geometry_tolerance"])
+    return simulate_cohort(_cohort_spec(run.config), run.dir / COHORT_DIR, progress=run.progress)
+
+
+def _cohort_spec(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The validated cohort spec with its scanner profiles; inline paths are relative to the config's folder."""
+    return load_cohort_spec(config["cases"]["cohort"], base_dir=Path(config.get("_source", ".")).parent)
+
+
+def _cases_inputs(run: _Run) -> dict[str, Any]:
+    section = run.config["cases"]
+    if section["csv"]:
+        # the images' content too: an image replaced in place under the same name must be extracted again
+        listed = load_cases(section["csv"], check_files=False)
+        files = {p: file_digest(p) for p in (*listed[schema.IMAGE], *listed[schema.MASK]) if Path(p).is_file()}
+        return {"csv": section["csv"], "content": file_digest(section["csv"]), "files": files,
+                "label": section["label"], "tolerance": section["geometry_tolerance"]}
+    spec = _cohort_spec(run.config)
+    run.seeds["cohort"] = spec["cohort"]["seed"]
+    return {"cohort": {k: v for k, v in spec.items() if k != "_source"}}
+
+
+def run_experiment(config: Mapping[str, Any], *, progress: bool | None = None) -> RunSummary:
+    """Run every stage of a validated experiment config (see :func:`harmony.config.load_experiment`).
+
+    Returns a :class:`RunSummary`; the tables, the manifest and the report are in ``experiment.out``.
+    """
+
+    if not config["cases"]["csv"] and not config["cases"]["cohort"]:
+        raise ConfigError(f"{config.get('_source', '<config>')}: cases: give cases.csv (your images) or "
+                          "cases.cohort (a simulated cohort)")
+    run = _Run(config, progress=progress)
+    run.dir.mkdir(parents=True, exist_ok=True)
+    params = extraction_params(config)
+
+    def make_cases():
+        write_table(_load_cases(run), run.path("cases"), schema.CASES)
+
+    run.stage("cases", _cases_inputs(run), [run.path("cases")], make_cases)
+    cases = read_table(run.path("cases"), schema.CASES)
+
+    def make_variants():
+        variants = expand_design(config["perturbations"], seed=run.seed, base_params=params,
+                                 source=f"{config.get('_source', '<config>')}: perturbations")
+        write_table(variants_table(variants), run.path("variants"), schema.VARIANTS)
+
+    run.stage("variants", {"design": config["perturbations"], "seed": run.seed, "params": params},
+              [run.path("variants")], make_variants)
+    variants = variants_from_table(read_table(run.path("variants"), schema.VARIANTS), source=str(run.path("variants")))
+
+    eng = config["engine"]
+
+    def extract():
+        result = run_tasks(cases, variants, params, run.dir / EXTRACTION_DIR, repeats=eng["repeats"],
+                                  executor=eng["executor"], workers=eng["workers"], scheduler=eng["scheduler"],
+                                  label=config["cases"]["label"], progress=progress,
+                                  retry_failed=eng["retry_failed"], command="run")
+        return {"tasks": {"total": result.total, "done": result.done, "failed": result.failed,
+                          "resumed": result.resumed}, "engine": result.diagnostics}
+
+    run.stage("extraction", {"upstream": [run.hashes["cases"], run.hashes["variants"]], "params": params,
+                             "repeats": eng["repeats"], "label": config["cases"]["label"]},
+              [run.path("features"), run.path("failures")], extract)
+    run.summary.tasks = dict(run.records["extraction"].get("tasks", {}))
+    features = read_table(run.path("features"), schema.FEATURES)
+    run.summary.n_cases, run.summary.n_variants = len(cases), len(variants)
+    run.summary.n_features = int(features[schema.FEATURE].nunique())
+
+    if len(variants) > 1:
+        def assess():
+            results = run_reliability(run.path("features"), run.dir / RELIABILITY_DIR,
+                                      variants_path=run.path("variants"), settings=config["reliability"],
+                                      seed=run.seed, progress=progress)
+            verdicts = results["verdicts"]
+            return {"features": len(verdicts), "stable": int(verdicts[schema.STABLE].sum())}
+
+        run.seeds["reliability_bootstrap"] = run.seed
+        run.stage("reliability", {"upstream": run.hashes["extraction"], "settings": config["reliability"],
+                                  "seed": run.seed}, [run.path("reliability")], assess)
+        run.summary.n_stable = run.records["reliability"].get("stable")
+    else:
+        run.not_run("reliability", "the design has no perturbation (only the original variant)")
+
+    settings = config["harmonization"]
+    batch = settings["batch"]
+    n_batches = cases[batch].nunique() if batch in cases.columns else 0
+    if not settings["enabled"]:
+        run.not_run("harmonization", "disabled in the config")
+    elif n_batches < 2:
+        run.not_run("harmonization", f"a single {batch} in the cohort")
+    else:
+        def harmonize_stage():
+            metrics = run_harmonization(features, run.dir / HARMONIZATION_DIR, cases, batch=batch,
+                                                  covariates=settings["covariates"], random_state=run.seed,
+                                                  **combat_options(settings))
+            summary = metrics["summary"]
+            return {"summary": {f"{row.metric}[{row.stage}]": row.estimate for row in summary.itertuples()}}
+
+        run.seeds["site_classifier_cv"] = run.seed
+        run.stage("harmonization", {"upstream": [run.hashes["cases"], run.hashes["extraction"]],
+                                    "settings": settings, "seed": run.seed}, [run.path("harmonized")],
+                  harmonize_stage)
+
+    if config["report"]["enabled"]:
+        run.write_manifest()  # the report shows this run's manifest
+        run.stage("report", {"upstream": run.hashes, "config": _what(config)},
+                  [run.path("report")], lambda: {"path": str(write_report(run.dir))})
+        run.summary.report = run.path("report")
+    else:
+        run.not_run("report", "disabled in the config")
+    run.write_manifest()
+    return run.summary
+
+
+#: Engine settings that change how a run executes, not what it computes: never part of a stage's hash.
+_HOW = ("executor", "workers", "scheduler")
+
+
+def _what(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config without what does not change results (its file's location, the executor)."""
+    out = {k: v for k, v in config.items() if k != "_source"}
+    out["engine"] = {k: v for k, v in config["engine"].items() if k not in _HOW}
+    return out
+
+
+def run_config(path: str | os.PathLike, overrides: Sequence[str] = (), *, out: str | None = None,
+               progress: bool | None = None) -> RunSummary:
+    """Load an experiment config (with ``--set`` overrides and an optional output directory) and run it."""
+    overrides = list(overrides) + ([f"experiment.out={_toml_string(out)}"] if out else [])
+    return run_experiment(load_experiment(path, overrides), progress=progress)
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string, so an output path is never read as a number or a table by ``--set``."""
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_report(run_dir: str | os.PathLike) -> Path:
+    """Write ``<run_dir>/report.html`` (and ``<run_dir>/figures/*.png``) from the run's tables; return its path."""
+    run_dir = Path(run_dir)
+    figures_dir = run_dir / FIGURES_DIR
+    for stale in figures_dir.glob("*.png"):  # an earlier report's figures that this one may not redraw
+        stale.unlink()
+    page = render_report(load_run(run_dir), figures_dir)
+    return write_text(run_dir / FILES["report"], page)
