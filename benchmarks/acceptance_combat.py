@@ -2,7 +2,7 @@
 
 Two cohorts, each split into training (2/3) and held-back (1/3) subjects, stratified by site:
 
-- ``features``: the feature-level simulation (:func:`harmony.harmonization_simulation.simulate_site_features`,
+- ``features``: the feature-level simulation (:func:`harmony.harmonize.simulation.simulate_site_features`,
   4 scanners, location and scale site effects, known truth), plus its skewed variant, which compares the
   transforms;
 - ``images`` (``--images``): the image-based phantom cohort (``phantoms/cohort_demo.toml`` through
@@ -66,15 +66,16 @@ def train_held_back(features: pd.DataFrame, cases: pd.DataFrame, covariates: lis
     for s in site.unique():
         idx = np.flatnonzero(site.to_numpy() == s)
         held[rng.choice(idx, size=len(idx) // 3, replace=False)] = True
-    model = ComBat(transform=transform).fit(X[~held], site[~held], None if cov is None else cov[~held])
+    model = ComBat(feature_transform=transform).fit(X[~held], batch=site[~held],
+                                                    covariates=None if cov is None else cov[~held])
     truth = cases.set_index(schema.CASE_ID)[schema.truth_columns(cases.columns)]
     rows = []
     for part, mask in (("training", ~held), ("held-back", held)):
-        after = model.transform(X[mask], site[mask], None if cov is None else cov[mask])
+        after = model.transform(X[mask], batch=site[mask], covariates=None if cov is None else cov[mask])
         for stage, values in (("raw", X[mask]), ("combat", after)):
             # training subjects: the classifier refits ComBat inside its folds (see site_classifier_accuracy)
             in_fold = part == "training" and stage == "combat"
-            clf_args = (X[mask], ComBat(transform=transform), cov) if in_fold else (values, None, None)
+            clf_args = (X[mask], ComBat(feature_transform=transform), cov) if in_fold else (values, None, None)
             rows.append({"part": part, "stage": stage, "n": int(mask.sum()),
                          **measure(values, site, truth, *clf_args)})
     return pd.DataFrame(rows)
@@ -83,7 +84,8 @@ def train_held_back(features: pd.DataFrame, cases: pd.DataFrame, covariates: lis
 def image_cohort(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     from harmony.extraction.engine import run_tasks
     from harmony.extraction.params import load_params
-    from harmony.phantoms.cohort import load_cohort_spec, simulate_cohort
+    from harmony.phantoms.cohort import simulate_cohort
+    from harmony.phantoms.specs import load_cohort_spec
 
     root = Path(__file__).resolve().parents[1]
     spec = load_cohort_spec(root / "phantoms" / "cohort_demo.toml")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from harmony.core.errors import HarmonyError
 
+__all__ = ["main", "build_parser"]
+
 log = logging.getLogger("harmony")
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
@@ -32,14 +34,16 @@ def _add_set(parser: argparse.ArgumentParser, what: str = "config") -> None:
 # -- harmony validate ---------------------------------------------------------------------------------
 
 def _validate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="experiment config (TOML)")
+    p.add_argument("config", help="experiment config (TOML), or a built-in name such as quickstart")
     _add_set(p)
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from harmony.extraction.adapter import extraction_params
     from harmony.workflows.experiment import load_experiment
 
     config = load_experiment(args.config, args.overrides)
+    extraction_params(config)  # pyradiomics checks the [extraction] settings, as `harmony run` does first
     print(json.dumps(config, indent=2, sort_keys=False))
     return EXIT_OK
 
@@ -66,7 +70,7 @@ def _versions(args: argparse.Namespace) -> int:
 # -- harmony extract ----------------------------------------------------------------------------------
 
 def _extract_args(p: argparse.ArgumentParser) -> None:
-    from harmony.extraction.executors import EXECUTORS
+    from harmony.extraction.settings import EXECUTORS
 
     p.add_argument("cases", help="cases CSV: case_id,image,mask,site[,covariates...], paths relative to it")
     p.add_argument("--params", required=True, help="pyradiomics parameters (.yaml, .yml, .toml or .json)")
@@ -165,7 +169,7 @@ def _phantoms_args(p: argparse.ArgumentParser) -> None:
 
 def _phantoms(args: argparse.Namespace) -> int:
     from harmony.core import schema
-    from harmony.phantoms.cohort import SUBJECT
+    from harmony.phantoms.specs import SUBJECT
     from harmony.workflows.commands import simulate_phantoms
 
     cases = simulate_phantoms(args.spec, args.out, overrides=args.overrides, seed=args.seed, progress=_progress(args))
@@ -234,7 +238,7 @@ def _harmonize(args: argparse.Namespace) -> int:
         raise HarmonyError(f"--model {args.model}: the saved model fixes the ComBat options; drop {given}")
     options = None if args.model else {"parametric": not args.nonparametric, "eb": not args.no_eb,
                                        "mean_only": args.mean_only, "ref_batch": args.ref_batch,
-                                       "transform": args.transform}
+                                       "feature_transform": args.transform}
     metrics = harmonize_table(args.features, args.out, cases_path=args.cases, batch=args.batch or schema.SITE,
                               covariates=covariates, model_path=args.model, combat_options=options,
                               n_splits=args.folds, random_state=args.seed)
@@ -307,6 +311,48 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- harmony examples -------------------------------------------------------------------------------
+
+#: How each kind of built-in example is used by name.
+_EXAMPLE_USES = {
+    "experiment": "harmony run NAME, harmony validate NAME",
+    "design": "harmony perturb CASES NAME",
+    "params": "harmony extract CASES --params NAME",
+    "cohort": "harmony phantoms NAME --out DIR",
+    "scanner": "a cohort's scanners.profiles, load_scanner(NAME)",
+}
+
+
+def _examples_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="examples_command", required=True, metavar="SUBCOMMAND")
+    sub.add_parser("list", help="the built-in names of each kind, with what they are",
+                   description="the built-in names of each kind, with what they are")
+    s = sub.add_parser("copy", help="copy experiments/ and phantoms/ into a folder to edit them",
+                       description="copy experiments/ and phantoms/ into a folder to edit them (never overwrites)")
+    s.add_argument("dir", help="destination folder (created if needed; no file in it is overwritten)")
+
+
+def _examples(args: argparse.Namespace) -> int:
+    from harmony.core import resources
+
+    if args.examples_command == "list":
+        for kind, examples in resources.catalog().items():
+            print(f"{kind} ({_EXAMPLE_USES[kind]}):")
+            width = max(map(len, examples), default=0)
+            for name, description in examples.items():
+                print(f"  {name:<{width}}  {description}")
+        return EXIT_OK
+    written = resources.copy_examples(args.dir)
+    for path in written:
+        print(path)
+    dest = Path(args.dir)
+    print(f"{len(written)} files -> {dest / 'experiments'}, {dest / 'phantoms'}")
+    print(f"run one: harmony run {dest / 'experiments' / 'quickstart.toml'}")
+    print("bare names in them (scanner profiles such as ct_sharp_1mm) still mean the built-ins; to use an edited "
+          "copy write its path, relative to the file (../phantoms/scanners/ct_sharp_1mm.toml in an experiment)")
+    return EXIT_OK
+
+
 # -- the command table --------------------------------------------------------------------------------
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -323,10 +369,19 @@ COMMANDS: list[Command] = [
     ("harmonize", "ComBat-harmonize features across sites and measure the site effect", _harmonize_args, _harmonize),
     ("run", "run an experiment end to end: cohort, perturbations, extraction, reliability, harmonization, report",
      _run_args, _run),
+    ("examples", "list the built-in examples, or copy them into a folder to edit", _examples_args, _examples),
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``harmony`` argument parser: global options and one subcommand per entry of ``COMMANDS``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Parses ``--version``, ``-v/--verbose`` and a required ``COMMAND``; each subcommand's namespace holds
+        ``run``, the function that executes it and returns the exit code.
+    """
     from harmony import __version__
 
     parser = argparse.ArgumentParser(
@@ -348,6 +403,21 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``harmony <command>``: parse ``argv``, configure logging, call the command.
+
+    A :class:`~harmony.core.errors.HarmonyError` is printed as one line on stderr, not raised.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        The exit code: 0 success, 1 a check failed (gate) or some tasks failed, 2 bad input (usage errors
+        exit 2 from argparse), 130 interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)

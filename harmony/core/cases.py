@@ -14,6 +14,9 @@ from harmony.core.errors import CaseError
 from harmony.core.files import write_text
 from harmony.core.images import read_image
 
+__all__ = ["REQUIRED_COLUMNS", "load_cases", "check_geometry", "check_case", "write_cases", "load_case_images"]
+
+#: The columns every cases CSV has; any further column is a covariate (or a ``truth_*`` value).
 REQUIRED_COLUMNS = (schema.CASE_ID, schema.IMAGE, schema.MASK, schema.SITE)
 
 
@@ -21,9 +24,45 @@ def load_cases(csv_path: str | os.PathLike, *, label: int = 1, tolerance: float 
                check_files: bool = True) -> pd.DataFrame:
     """Read a cases CSV, resolve its paths against the CSV's folder and check every case.
 
-    Each failure raises :class:`~harmony.core.errors.CaseError` naming the case and the file: missing or
-    unreadable file, image/mask geometry mismatch (size exactly; spacing, origin and direction within
-    ``tolerance``), empty mask, mask without ``label``, duplicate ``case_id``.
+    Parameters
+    ----------
+    csv_path : str or os.PathLike
+        A CSV with the columns ``case_id, image, mask, site`` and any covariates; ``image`` and ``mask``
+        are paths relative to the CSV's folder (or absolute) to anything SimpleITK reads.
+    label : int, default 1
+        The label every mask must hold.
+    tolerance : float, default 1e-4
+        Largest difference allowed between the image's and the mask's spacing, origin and direction.
+    check_files : bool, default True
+        Check every case's files (:func:`check_case`); False only reads the table (e.g. for harmonizing a
+        features table whose images are elsewhere).
+
+    Returns
+    -------
+    DataFrame
+        The cases table (:data:`harmony.core.schema.CASES`) with absolute image and mask paths; the
+        required columns are read as text ("NA" is an id), the covariates with pandas' types.
+
+    Raises
+    ------
+    CaseError
+        Naming the case and the file: missing or unreadable CSV or file, missing column, empty cell,
+        duplicate ``case_id``, image/mask geometry mismatch (size exactly; spacing, origin and direction
+        within ``tolerance``), empty mask, mask without ``label``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from harmony.phantoms import write_ibsi_phantom
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = write_ibsi_phantom(folder)
+    ...     cases = load_cases(Path(folder) / "cases.csv")
+    ...     print(cases[["case_id", "site"]].to_dict("records"), Path(cases["mask"][0]).name)
+    [{'case_id': 'ibsi_phantom', 'site': 'ibsi'}] ibsi_phantom_mask.nrrd
+    >>> load_cases("no/such/cases.csv")
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.CaseError: no/such/cases.csv: cases file not found
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -73,7 +112,34 @@ def _header(path: str, what: str, case_id: str) -> sitk.ImageFileReader:
 
 
 def check_geometry(image, mask, *, case_id: str, mask_path: str, tolerance: float = 1e-4) -> None:
-    """Raise CaseError when the mask's grid differs from the image's (headers or images accepted)."""
+    """Raise CaseError when the mask's grid differs from the image's (headers or images accepted).
+
+    Parameters
+    ----------
+    image, mask : SimpleITK.Image or SimpleITK.ImageFileReader
+        The image and the mask, or their headers (readers after ``ReadImageInformation``).
+    case_id : str
+        The case, for the message.
+    mask_path : str
+        The mask's file, for the message.
+    tolerance : float, default 1e-4
+        Largest difference allowed in spacing, origin and direction; the sizes must be equal.
+
+    Raises
+    ------
+    CaseError
+        The sizes differ, or the spacing, origin or direction differ by more than ``tolerance``.
+
+    Examples
+    --------
+    >>> image, mask = sitk.Image(4, 4, 4, sitk.sitkFloat32), sitk.Image(4, 4, 4, sitk.sitkUInt8)
+    >>> check_geometry(image, mask, case_id="c1", mask_path="c1_mask.nrrd")
+    >>> mask.SetSpacing((1.0, 1.0, 2.0))
+    >>> check_geometry(image, mask, case_id="c1", mask_path="c1_mask.nrrd")
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.CaseError: case 'c1': mask c1_mask.nrrd has spacing (1.0, 1.0, 2.0), the image has ...
+    """
     if tuple(image.GetSize()) != tuple(mask.GetSize()):
         raise CaseError(f"case {case_id!r}: mask {mask_path} has size {tuple(mask.GetSize())}, "
                         f"the image has {tuple(image.GetSize())}")
@@ -81,12 +147,42 @@ def check_geometry(image, mask, *, case_id: str, mask_path: str, tolerance: floa
         a = np.asarray(getattr(image, f"Get{name}")())
         b = np.asarray(getattr(mask, f"Get{name}")())
         if a.shape != b.shape or np.max(np.abs(a - b)) > tolerance:
-            raise CaseError(f"case {case_id!r}: mask {mask_path} has {name.lower()} {tuple(b.round(6))}, "
-                            f"the image has {tuple(a.round(6))} (tolerance {tolerance})")
+            raise CaseError(f"case {case_id!r}: mask {mask_path} has {name.lower()} {tuple(b.round(6).tolist())}, "
+                            f"the image has {tuple(a.round(6).tolist())} (tolerance {tolerance})")
 
 
 def check_case(case_id: str, image_path: str, mask_path: str, *, label: int = 1, tolerance: float = 1e-4) -> None:
-    """Check one case's files without loading the image voxels (the mask is read to count its label)."""
+    """Check one case's files without loading the image voxels (the mask is read to count its label).
+
+    Parameters
+    ----------
+    case_id : str
+        The case, for the messages.
+    image_path, mask_path : str
+        Its image and mask files.
+    label : int, default 1
+        The label the mask must hold.
+    tolerance : float, default 1e-4
+        See :func:`check_geometry`.
+
+    Raises
+    ------
+    CaseError
+        A file is missing or unreadable, the grids differ, the mask is not a scalar label map, is empty
+        or does not hold ``label``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from harmony.phantoms import ibsi_digital_phantom, write_case
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     image_path, mask_path = write_case(*ibsi_digital_phantom(), folder, "c1")
+    ...     check_case("c1", str(image_path), str(mask_path))
+    ...     check_case("c1", str(image_path), str(mask_path), label=2)
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.CaseError: case 'c1': mask ... has no voxel with label 2 (labels present: [1])
+    """
     image_header = _header(image_path, "image", case_id)
     mask_header = _header(mask_path, "mask", case_id)
     check_geometry(image_header, mask_header, case_id=case_id, mask_path=mask_path, tolerance=tolerance)
@@ -104,7 +200,36 @@ def check_case(case_id: str, image_path: str, mask_path: str, *, label: int = 1,
 
 
 def write_cases(cases: pd.DataFrame, csv_path: str | os.PathLike) -> Path:
-    """Write a cases table as CSV with image and mask paths relative to the CSV's folder."""
+    """Write a cases table as CSV with image and mask paths relative to the CSV's folder.
+
+    The file is what :func:`load_cases` reads back (the cases stay findable when the folder moves).
+
+    Parameters
+    ----------
+    cases : DataFrame
+        A cases table (:data:`harmony.core.schema.CASES`).
+    csv_path : str or os.PathLike
+        The CSV to write, atomically.
+
+    Returns
+    -------
+    pathlib.Path
+        ``csv_path``.
+
+    Raises
+    ------
+    SchemaError
+        ``cases`` does not follow :data:`harmony.core.schema.CASES`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cases = pd.DataFrame({"case_id": ["c1"], "site": ["a"], "image": ["/data/c1.nrrd"],
+    ...                       "mask": ["/data/c1_mask.nrrd"], "age": [61]})
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     print(write_cases(cases, Path(folder) / "cases.csv").read_text().splitlines()[0])
+    case_id,site,image,mask,age
+    """
     csv_path = Path(csv_path)
     checked = schema.CASES.validate(cases)
     base = csv_path.resolve().parent
@@ -114,6 +239,29 @@ def write_cases(cases: pd.DataFrame, csv_path: str | os.PathLike) -> Path:
 
 
 def load_case_images(case: pd.Series | dict) -> tuple[sitk.Image, sitk.Image]:
-    """Read the image and mask of one row of a cases table."""
+    """Read the image and mask of one row of a cases table.
+
+    Parameters
+    ----------
+    case : pandas.Series or dict
+        A row of a cases table: ``case_id``, ``image`` and ``mask`` at least.
+
+    Returns
+    -------
+    (SimpleITK.Image, SimpleITK.Image)
+        The image and the mask.
+
+    Raises
+    ------
+    CaseError
+        A file is missing or unreadable.
+
+    Examples
+    --------
+    >>> load_case_images({"case_id": "c1", "image": "no/such/c1.nrrd", "mask": "no/such/c1_mask.nrrd"})
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.CaseError: case 'c1': image file not found: no/such/c1.nrrd
+    """
     case_id = case[schema.CASE_ID]
     return (read_image(case[schema.IMAGE], "image", case_id), read_image(case[schema.MASK], "mask", case_id))

@@ -20,16 +20,46 @@ from typing import Any
 
 from harmony.core.errors import ConfigError
 
+__all__ = ["Field", "Section", "validate", "read_toml", "parse_override", "apply_overrides", "load"]
+
 _REQUIRED = object()
 
 
 @dataclass(frozen=True)
 class Field:
-    """One scalar or list setting.
+    """One scalar or list setting of a :class:`Section`.
 
-    ``type`` is ``int``, ``float``, ``str``, ``bool``, ``list`` or ``dict`` (a free-form table, checked by
-    ``check`` only). For lists, ``item`` validates each element (a :class:`Field` or :class:`Section`).
-    ``check`` receives the typed value and returns an error message, or ``None`` when it is fine.
+    Parameters
+    ----------
+    type : type
+        ``int``, ``float``, ``str``, ``bool``, ``list`` or ``dict`` (a free-form table, checked by ``check``
+        only). An integer is accepted for a float (and converted); a bool is never an integer.
+    default : optional
+        The value when the key is absent; without one the key is required.
+    min, max : float, optional
+        Bounds of a number (inclusive; ``min_exclusive=True`` excludes ``min``).
+    min_exclusive : bool, default False
+        ``min`` itself is refused.
+    choices : sequence, optional
+        The allowed values.
+    item : Field or Section, optional
+        For lists: validates each element.
+    min_items : int, default 0
+        For lists: the fewest elements allowed.
+    check : callable, optional
+        Receives the typed value and returns an error message, or ``None`` when it is fine.
+    doc : str, default ""
+        What the setting means (shown in the docs and ``harmony`` help).
+
+    Examples
+    --------
+    >>> schema = Section({"sigma": Field(list, [1.0], item=Field(float, min=0.0, min_exclusive=True), min_items=1)})
+    >>> validate({"sigma": [1, 2.5]}, schema)
+    {'sigma': [1.0, 2.5]}
+    >>> validate({"sigma": [0]}, schema, file="params.toml")
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.ConfigError: params.toml: sigma[0]: must be > 0.0, got 0.0
     """
 
     type: type
@@ -45,12 +75,33 @@ class Field:
 
     @property
     def required(self) -> bool:
+        """Whether the key must be given (the field has no default)."""
         return self.default is _REQUIRED
 
 
 @dataclass(frozen=True)
 class Section:
-    """A TOML table whose keys are declared in ``fields``. ``required=False`` sections may be absent."""
+    """A TOML table whose keys are declared in ``fields``: every other key is refused.
+
+    Parameters
+    ----------
+    fields : mapping of str to Field or Section
+        The declared keys, in order.
+    doc : str, default ""
+        What the table is.
+    required : bool, default False
+        The table must be given; otherwise an absent table is filled with its defaults.
+    check : callable, optional
+        Receives the validated table (defaults filled in) and returns an error message, or ``None``.
+    optional : bool, default False
+        An absent table resolves to ``None`` instead of its defaults.
+
+    Examples
+    --------
+    >>> grid = Section({"size": Field(int, 64, min=1)}, doc="the grid")
+    >>> validate({}, Section({"grid": grid, "noise": Section({"sd": Field(float, 0.0)}, optional=True)}))
+    {'grid': {'size': 64}, 'noise': None}
+    """
 
     fields: Mapping[str, Field | Section]
     doc: str = ""
@@ -61,7 +112,7 @@ class Section:
 
 
 @dataclass(frozen=True)
-class Where:
+class _Where:
     """Where a value came from: a file (and for overrides, the ``--set`` text)."""
 
     file: str
@@ -71,7 +122,7 @@ class Where:
         return "--set" if key in self.overridden else self.file
 
 
-def _fail(where: Where, key: str, message: str, value: Any = _REQUIRED) -> ConfigError:
+def _fail(where: _Where, key: str, message: str, value: Any = _REQUIRED) -> ConfigError:
     got = "" if value is _REQUIRED else f", got {value!r}"
     return ConfigError(f"{where.name(key)}: {key or '<top level>'}: {message}{got}")
 
@@ -81,9 +132,33 @@ def _join(prefix: str, key: str) -> str:
 
 
 def validate(data: Any, schema: Section, *, file: str | os.PathLike = "<config>", prefix: str = "",
-             _where: Where | None = None) -> dict[str, Any]:
+             _where: _Where | None = None) -> dict[str, Any]:
     """Validate ``data`` against ``schema`` and return a new dict with every default filled in.
 
+    Parameters
+    ----------
+    data : mapping
+        The parsed table (e.g. from :func:`read_toml`).
+    schema : Section
+        What it must hold.
+    file : str or os.PathLike, default "<config>"
+        Where ``data`` came from, for the messages.
+    prefix : str, default ""
+        Dotted key path of ``data`` within a larger config (``"reliability"``), for the messages.
+
+    Returns
+    -------
+    dict
+        A new dict: every declared key, given or default; nested sections validated alike.
+
+    Raises
+    ------
+    ConfigError
+        An unknown key, a missing required key, a wrong type, an out-of-range value or a failed ``check``;
+        the message names the file, the dotted key path and the value.
+
+    Examples
+    --------
     >>> schema = Section({"seed": Field(int, 0, min=0), "name": Field(str)})
     >>> validate({"name": "demo"}, schema, file="x.toml")
     {'seed': 0, 'name': 'demo'}
@@ -92,11 +167,11 @@ def validate(data: Any, schema: Section, *, file: str | os.PathLike = "<config>"
     ...
     harmony.core.errors.ConfigError: x.toml: sede: unknown key (known: name, seed), got 1
     """
-    where = _where or Where(str(file))
+    where = _where or _Where(str(file))
     return _section(data, schema, where, prefix)
 
 
-def _section(data: Any, schema: Section, where: Where, prefix: str) -> dict[str, Any]:
+def _section(data: Any, schema: Section, where: _Where, prefix: str) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise _fail(where, prefix, "expected a table", data)
     for key in data:
@@ -130,7 +205,7 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "text", bool: "true or
                list: "a list", dict: "a table"}
 
 
-def _value(value: Any, spec: Field, where: Where, path: str) -> Any:
+def _value(value: Any, spec: Field, where: _Where, path: str) -> Any:
     typ = spec.type
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -164,7 +239,30 @@ def _value(value: Any, spec: Field, where: Where, path: str) -> Any:
 # -- reading files and overrides ---------------------------------------------------------------------
 
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
-    """Parse a TOML file; a missing file or a syntax error raises ConfigError naming the file."""
+    """Parse a TOML file; a missing file or a syntax error raises ConfigError naming the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The TOML file.
+
+    Returns
+    -------
+    dict
+        The parsed (not validated) table.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, is a directory or is not valid TOML.
+
+    Examples
+    --------
+    >>> read_toml("no/such/experiment.toml")
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.ConfigError: no/such/experiment.toml: file not found
+    """
     path = Path(path)
     try:
         with open(path, "rb") as fh:
@@ -180,6 +278,23 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``dotted.key=value``; the value is read as a TOML value, or as plain text when it is not one.
 
+    Parameters
+    ----------
+    text : str
+        One ``--set`` argument.
+
+    Returns
+    -------
+    (str, object)
+        The dotted key and the value.
+
+    Raises
+    ------
+    ConfigError
+        ``text`` is not ``dotted.key=value``.
+
+    Examples
+    --------
     >>> parse_override("extraction.settings.setting.binWidth=24")
     ('extraction.settings.setting.binWidth', 24)
     >>> parse_override("experiment.name=my run")
@@ -200,7 +315,31 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> tuple[dict[str, Any], frozenset[str]]:
-    """Return a copy of ``data`` with each ``dotted.key=value`` set, and the set of overridden key paths."""
+    """Return a copy of ``data`` with each ``dotted.key=value`` set, and the set of overridden key paths.
+
+    Parameters
+    ----------
+    data : mapping
+        A parsed (not yet validated) config.
+    overrides : sequence of str
+        ``dotted.key=value`` texts (:func:`parse_override`); missing tables on the way are created.
+
+    Returns
+    -------
+    (dict, frozenset of str)
+        The new config (``data`` is not modified) and the overridden key paths, so that a later
+        validation error blames ``--set`` rather than the file.
+
+    Raises
+    ------
+    ConfigError
+        A text is not ``dotted.key=value``, or a key on the path is not a table.
+
+    Examples
+    --------
+    >>> apply_overrides({"engine": {"workers": 2}}, ["engine.workers=4", "experiment.name=demo"])
+    ({'engine': {'workers': 4}, 'experiment': {'name': 'demo'}}, frozenset({...}))
+    """
     out = copy.deepcopy(dict(data))
     keys = set()
     for text in overrides:
@@ -218,6 +357,39 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> tuple[
 
 
 def load(path: str | os.PathLike, schema: Section, overrides: Sequence[str] = (), prefix: str = "") -> dict[str, Any]:
-    """Read a TOML file, apply overrides and validate; errors name the file (or ``--set``) and key."""
+    """Read a TOML file, apply overrides and validate; errors name the file (or ``--set``) and key.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The TOML file.
+    schema : Section
+        What it must hold.
+    overrides : sequence of str, default ()
+        ``dotted.key=value`` texts applied before validation (:func:`apply_overrides`).
+    prefix : str, default ""
+        Dotted key path of the file's content within a larger config, for the messages.
+
+    Returns
+    -------
+    dict
+        The validated config with every default filled in (:func:`validate`).
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read or parsed, or its content (with the overrides) does not validate.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> schema = Section({"seed": Field(int, 0, min=0)})
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "run.toml"
+    ...     _ = path.write_text("seed = 3")
+    ...     load(path, schema), load(path, schema, ["seed=5"])
+    ({'seed': 3}, {'seed': 5})
+    """
     raw, overridden = apply_overrides(read_toml(path), overrides)
-    return _section(raw, schema, Where(str(path), overridden), prefix)
+    return _section(raw, schema, _Where(str(path), overridden), prefix)

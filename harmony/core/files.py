@@ -9,13 +9,16 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from harmony.core.errors import SchemaError
 from harmony.core.schema import TableSpec
+
+if TYPE_CHECKING:  # pandas is imported where it is used, so `harmony validate` does not load it
+    import pandas as pd
+
+__all__ = ["atomic_write", "write_text", "to_json", "canonical_json", "stable_hash", "write_json", "read_json",
+           "write_table", "read_table", "file_digest"]
 
 
 def _current_umask() -> int:
@@ -30,7 +33,28 @@ _UMASK = _current_umask()
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``.
 
-    A reader (or a resumed run) sees the old file or the complete new one, never half of it.
+    A reader (or a resumed run) sees the old file or the complete new one, never half of it. The file gets
+    the permissions ``open()`` would give it; on any error the temporary file is removed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (its folder is created when absent).
+    write : callable
+        Called with the temporary file's path; writes the content there.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     out = atomic_write(Path(folder) / "a" / "note.txt", lambda tmp: tmp.write_text("done"))
+    ...     out.read_text(), sorted(p.name for p in out.parent.iterdir())
+    ('done', ['note.txt'])
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,10 +74,32 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 text to ``path`` atomically (:func:`atomic_write`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    text : str
+        Its content.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     write_text(Path(folder) / "x.csv", "a,b").read_text()
+    'a,b'
+    """
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _json_default(obj: Any) -> Any:
+    import numpy as np
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, np.floating):
@@ -68,29 +114,132 @@ def _json_default(obj: Any) -> Any:
 
 
 def to_json(obj: Any, *, indent: int | None = 2) -> str:
-    """JSON text with numpy scalars and arrays converted; NaN is refused (it is not JSON)."""
+    """JSON text with numpy scalars and arrays converted; NaN is refused (it is not JSON).
+
+    Paths and dates become text, sets sorted lists.
+
+    Parameters
+    ----------
+    obj : object
+        JSON-able data, possibly holding numpy values.
+    indent : int or None, default 2
+        Indentation; ``None`` writes one line.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        ``obj`` holds a NaN or an infinity.
+    TypeError
+        ``obj`` holds something JSON cannot represent.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> to_json({"n": np.int64(3), "x": np.array([0.5, 1.0])}, indent=None)
+    '{"n": 3, "x": [0.5, 1.0]}'
+    """
     return json.dumps(obj, indent=indent, default=_json_default, allow_nan=False, sort_keys=False)
 
 
 def canonical_json(obj: Any) -> str:
-    """Key-sorted, whitespace-free JSON: equal objects give equal text, whatever their key order."""
+    """Key-sorted, whitespace-free JSON: equal objects give equal text, whatever their key order.
+
+    Parameters
+    ----------
+    obj : object
+        JSON-able data (numpy values converted as by :func:`to_json`).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> canonical_json({"b": 1, "a": [1.5, "x"]})
+    '{"a":[1.5,"x"],"b":1}'
+    """
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default, allow_nan=False)
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
     """A short hex digest of ``canonical_json(obj)``, stable across processes, machines and versions.
 
+    Parameters
+    ----------
+    obj : object
+        JSON-able data.
+    length : int, default 16
+        Number of hex digits kept of the SHA-256 digest (at most 64).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
     >>> stable_hash({"b": 1, "a": [1.5, "x"]}) == stable_hash({"a": [1.5, "x"], "b": 1})
     True
+    >>> len(stable_hash([1, 2], length=64))
+    64
     """
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()[:length]
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON (:func:`to_json`) to ``path``, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    obj : object
+        JSON-able data; NaN is refused.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     read_json(write_json(Path(folder) / "m.json", {"seed": np.int64(7)}))
+    {'seed': 7}
+    """
     return write_text(path, to_json(obj) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+
+    Returns
+    -------
+    object
+        The parsed data.
+
+    Raises
+    ------
+    SchemaError
+        The file does not exist or is not valid JSON.
+
+    Examples
+    --------
+    >>> read_json("no/such/manifest.json")
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.SchemaError: no/such/manifest.json: file not found
+    """
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -101,13 +250,71 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike, spec: TableSpec) -> Path:
-    """Validate ``df`` against ``spec`` and write it as Parquet, atomically."""
+    """Validate ``df`` against ``spec`` and write it as Parquet, atomically.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The table.
+    path : str or os.PathLike
+        The Parquet file to write.
+    spec : TableSpec
+        Its contract (e.g. :data:`harmony.core.schema.FEATURES`).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    SchemaError
+        ``df`` does not follow ``spec``; nothing is written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from harmony.core import schema
+    >>> import pandas as pd
+    >>> variants = pd.DataFrame({"variant_id": ["original"], "kind": ["original"], "params": ["[]"], "seed": [0]})
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = write_table(variants, Path(folder) / "variants.parquet", schema.VARIANTS)
+    ...     read_table(path, schema.VARIANTS).equals(schema.VARIANTS.validate(variants))
+    True
+    """
     checked = spec.validate(df, source=str(path))
     return atomic_write(path, lambda tmp: checked.to_parquet(tmp, index=False))
 
 
 def read_table(path: str | os.PathLike, spec: TableSpec) -> pd.DataFrame:
-    """Read a Parquet (or CSV) table and validate it against ``spec``; errors name the file."""
+    """Read a Parquet (or CSV) table and validate it against ``spec``; errors name the file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A Parquet file, or a ``.csv`` file.
+    spec : TableSpec
+        The table's contract (e.g. :data:`harmony.core.schema.FEATURES`).
+
+    Returns
+    -------
+    DataFrame
+        The validated table (:meth:`TableSpec.validate`).
+
+    Raises
+    ------
+    SchemaError
+        The file is absent or unreadable, or the table does not follow ``spec``.
+
+    Examples
+    --------
+    >>> from harmony.core import schema
+    >>> read_table("no/such/features.parquet", schema.FEATURES)
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.SchemaError: no/such/features.parquet: features table not found
+    """
+    import pandas as pd
     path = Path(path)
     if not path.is_file():
         raise SchemaError(f"{path}: {spec.name} table not found")
@@ -122,7 +329,30 @@ _DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes, cached per (path, mtime, size) in this process."""
+    """sha256 of a file's bytes, cached per (path, mtime, size) in this process.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     file_digest(write_text(Path(folder) / "x.txt", "abc"))[:16]
+    'ba7816bf8f01cfea'
+    """
     path = Path(path)
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)

@@ -9,9 +9,37 @@ import SimpleITK as sitk
 
 from harmony.core.errors import CaseError
 
+__all__ = ["read_image", "as_image"]
+
 
 def read_image(path: str | os.PathLike, what: str = "image", case_id: str | None = None) -> sitk.Image:
-    """Read an image with SimpleITK; a missing or unreadable file raises CaseError naming it."""
+    """Read an image with SimpleITK; a missing or unreadable file raises CaseError naming it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any file SimpleITK reads (NRRD, NIfTI, MHA, ...).
+    what : str, default "image"
+        What the file is ("image", "mask"), for the error message.
+    case_id : str, optional
+        The case the file belongs to, for the error message.
+
+    Returns
+    -------
+    SimpleITK.Image
+
+    Raises
+    ------
+    CaseError
+        The file does not exist or SimpleITK cannot read it.
+
+    Examples
+    --------
+    >>> read_image("no/such/ct.nrrd", case_id="p001")
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.CaseError: case 'p001': image file not found: no/such/ct.nrrd
+    """
     who = f"case {case_id!r}: " if case_id is not None else ""
     path = Path(path)
     if not path.is_file():
@@ -24,5 +52,29 @@ def read_image(path: str | os.PathLike, what: str = "image", case_id: str | None
 
 
 def as_image(obj: sitk.Image | str | os.PathLike, what: str = "image") -> sitk.Image:
-    """``obj`` itself when it is an image, else the image read from that path."""
+    """``obj`` itself when it is an image, else the image read from that path.
+
+    Parameters
+    ----------
+    obj : SimpleITK.Image, str or os.PathLike
+        An image, or the path of one.
+    what : str, default "image"
+        What it is ("image", "mask"), for the error message of :func:`read_image`.
+
+    Returns
+    -------
+    SimpleITK.Image
+        ``obj`` itself (not a copy) when it is an image.
+
+    Raises
+    ------
+    CaseError
+        ``obj`` is a path that does not exist or cannot be read.
+
+    Examples
+    --------
+    >>> image = sitk.Image(2, 2, 2, sitk.sitkFloat32)
+    >>> as_image(image) is image
+    True
+    """
     return obj if isinstance(obj, sitk.Image) else read_image(obj, what)

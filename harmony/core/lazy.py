@@ -16,9 +16,26 @@ def lazy_exports(package: str, namespace: dict[str, Any],
                  exports: Mapping[str, Sequence[str]]) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
     """``__all__``, ``__getattr__`` and ``__dir__`` for a package that re-exports ``exports``.
 
-    ``exports`` maps a module (relative to ``package``, e.g. ``".combat"``) to the public names it defines.
-    A looked-up name is cached in the package's ``namespace``, so the import happens once.
+    A name's module is imported on first use (PEP 562), and the value cached in the package's
+    ``namespace``, so the import happens once.
 
+    Parameters
+    ----------
+    package : str
+        The package's ``__name__``.
+    namespace : dict
+        The package's ``globals()``.
+    exports : mapping of str to sequence of str
+        Maps a module (relative to ``package``, e.g. ``".combat"``) to the public names it defines.
+
+    Returns
+    -------
+    (list of str, callable, callable)
+        The exported names (for ``__all__``), the module ``__getattr__`` (raises ``AttributeError`` for any
+        other name) and the module ``__dir__`` (the exported names and what the namespace already holds).
+
+    Examples
+    --------
     >>> ns = {}
     >>> names, getattr_, dir_ = lazy_exports("harmony.core", ns, {".config": ["Field"]})
     >>> names, getattr_("Field").__name__, "Field" in ns

@@ -11,6 +11,8 @@ from pathlib import Path
 from harmony.core.errors import HarmonyError
 from harmony.core.manifest import now_utc
 
+__all__ = ["LOCK_NAME", "LockError", "RunLock"]
+
 logger = logging.getLogger(__name__)
 
 
@@ -18,10 +20,8 @@ LOCK_NAME = "harmony.lock"
 
 
 class LockError(HarmonyError):
-    """Another live run holds the run directory."""
+    """Another live run holds the run directory: the message names its pid, host and start time."""
 
-
-# -- the run directory: lock, task files, consolidation ----------------------------------------------------
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -36,8 +36,40 @@ def _pid_alive(pid: int) -> bool:
 class RunLock:
     """A lock file in the run directory: refuses a second live run, takes over one left by a dead process.
 
-    The file holds the owner's pid, host and start time. A lock whose pid no longer runs on this host is
-    stale (its run was killed) and is taken over; a lock from another host cannot be checked and refuses.
+    A context manager: entering creates ``<directory>/harmony.lock`` atomically (the directory too),
+    leaving removes it. The file holds the owner's pid, host and start time. A lock whose pid no longer
+    runs on this host is stale (its run was killed) and is taken over with a warning; a lock from another
+    host cannot be checked and refuses.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The run directory to hold.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The lock file.
+    owner : dict
+        What this process writes into it: ``pid``, ``host``, ``started``.
+
+    Raises
+    ------
+    LockError
+        On entering, when another live run holds the directory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as run_dir:
+    ...     with RunLock(run_dir) as lock:
+    ...         held = lock.path.is_file()
+    ...         try:
+    ...             RunLock(run_dir).__enter__()
+    ...         except LockError:
+    ...             refused = True
+    ...     print(held, refused, lock.path.exists())
+    True True False
     """
 
     def __init__(self, directory: str | os.PathLike) -> None:

@@ -16,11 +16,13 @@ import numpy as np
 
 from harmony.core.files import stable_hash, write_json
 
+__all__ = ["MANIFEST_NAME", "NOT_RUN", "pyradiomics_distribution", "versions", "now_utc", "build_manifest",
+           "write_manifest"]
+
+#: File name of the manifest in a run or output directory.
 MANIFEST_NAME = "manifest.json"
 #: Key of a manifest stage record that says why the stage did not run.
 NOT_RUN = "not_run"
-
-
 #: Distributions whose versions every manifest records (the pyradiomics one is found at run time).
 _RECORDED_DISTRIBUTIONS = (
     "harmony-radiomics", "numpy", "scipy", "SimpleITK", "pandas", "pyarrow",
@@ -29,7 +31,22 @@ _RECORDED_DISTRIBUTIONS = (
 
 
 def pyradiomics_distribution() -> tuple[str, str]:
-    """(distribution name, version) of whatever installed package provides the ``radiomics`` module."""
+    """The distribution name and version of whatever installed package provides the ``radiomics`` module.
+
+    pyradiomics is packaged under several names (``pyradiomics``, ``pyradiomics-bhklab``); the manifest
+    records which one computed the features.
+
+    Returns
+    -------
+    (str, str)
+        ``(distribution, version)``, or ``("unknown", "unknown")`` when no installed distribution provides it.
+
+    Examples
+    --------
+    >>> name, version = pyradiomics_distribution()
+    >>> name.startswith("pyradiomics")
+    True
+    """
     names = metadata.packages_distributions().get("radiomics", [])
     for name in names:
         try:
@@ -40,7 +57,21 @@ def pyradiomics_distribution() -> tuple[str, str]:
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python, harmony and every library whose behaviour can change a result."""
+    """Versions of Python, harmony and every library whose behaviour can change a result.
+
+    Returns
+    -------
+    dict of str to str
+        ``python``, ``harmony-radiomics``, numpy, scipy, SimpleITK, pandas, pyarrow, pingouin, neuroCombat,
+        scikit-learn, scikit-image, PyWavelets (``"not installed"`` when absent), and
+        ``pyradiomics_distribution`` and ``pyradiomics`` (see :func:`pyradiomics_distribution`).
+
+    Examples
+    --------
+    >>> found = versions()
+    >>> sorted(k for k in found if k.startswith("py"))[:3]
+    ['pyarrow', 'pyradiomics', 'pyradiomics_distribution']
+    """
     found: dict[str, str] = {"python": platform.python_version()}
     for dist in _RECORDED_DISTRIBUTIONS:
         try:
@@ -54,6 +85,18 @@ def versions() -> dict[str, str]:
 
 
 def now_utc() -> str:
+    """The current UTC time as ISO 8601 text, to the second (the manifests' timestamps).
+
+    Returns
+    -------
+    str
+        E.g. ``"2024-05-01T12:00:00+00:00"``.
+
+    Examples
+    --------
+    >>> now_utc().endswith("+00:00")
+    True
+    """
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -67,7 +110,38 @@ def build_manifest(
     tasks: Mapping[str, int] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The provenance record docs/design.md asks of every run directory."""
+    """The provenance record docs/design.md asks of every run directory.
+
+    Parameters
+    ----------
+    command : str
+        The command that ran (``"run"``, ``"extract"``, ...).
+    config : mapping, optional
+        The resolved configuration; its hash is recorded as ``config_hash``.
+    seeds : mapping, optional
+        Every seed the run used.
+    started : str
+        Start time (:func:`now_utc`).
+    finished : str, optional
+        End time; default now.
+    tasks : mapping of str to int, optional
+        Task counts (``total``, ``done``, ``failed``, ``resumed``).
+    **extra
+        Further top-level entries (stage records, diagnostics, ...).
+
+    Returns
+    -------
+    dict
+        ``command, argv, config, config_hash, seeds, versions, platform, started, finished, tasks`` and the
+        ``extra`` entries; non-finite floats become ``None`` so that it is valid JSON.
+
+    Examples
+    --------
+    >>> manifest = build_manifest(command="demo", config={"seed": 1, "noise": float("nan")},
+    ...                           started="2024-05-01T12:00:00+00:00")
+    >>> manifest["config"], len(manifest["config_hash"]), "pyradiomics" in manifest["versions"]
+    ({'seed': 1, 'noise': None}, 64, True)
+    """
     config = _finite(dict(config or {}))
     manifest: dict[str, Any] = {
         "command": command,
@@ -97,4 +171,25 @@ def _finite(obj: Any) -> Any:
 
 
 def write_manifest(directory: str | os.PathLike, manifest: Mapping[str, Any]) -> Path:
+    """Write ``manifest`` as ``<directory>/manifest.json``, atomically.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The run or output directory (created when absent).
+    manifest : mapping
+        What :func:`build_manifest` returns.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     write_manifest(out, {"command": "demo"}).name
+    'manifest.json'
+    """
     return write_json(Path(directory) / MANIFEST_NAME, manifest)

@@ -7,108 +7,85 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from harmony.core.errors import SchemaError
 
+if TYPE_CHECKING:  # pandas is imported where it is used, so `harmony validate` does not load it
+    import pandas as pd
+
+__all__ = [
+    "CASE_ID", "SITE", "IMAGE", "MASK", "VARIANT_ID", "KIND", "PARAMS", "SEED", "REPEAT", "FEATURE", "VALUE",
+    "ERROR", "PERTURBATION", "METRIC", "ESTIMATE", "CI_LOW", "CI_HIGH", "N_CASES", "N_VARIANTS", "CATEGORY",
+    "STABLE", "REASON", "STAGE", "TRUTH_PREFIX", "ORIGINAL", "DIAGNOSTICS_PREFIX", "ICC_METRICS",
+    "RELIABILITY_METRICS", "STAGES", "Column", "TableSpec", "CASES", "VARIANTS", "FEATURES", "FAILURES",
+    "RELIABILITY", "HARMONIZED", "TABLES", "covariate_columns", "truth_columns", "wide_features",
+]
+
 # -- column names ---------------------------------------------------------------------------------
 CASE_ID = "case_id"
-
-
 SITE = "site"
-
-
 IMAGE = "image"
-
-
 MASK = "mask"
-
-
 VARIANT_ID = "variant_id"
-
-
 KIND = "kind"
-
-
 PARAMS = "params"
-
-
 SEED = "seed"
-
-
 REPEAT = "repeat"
-
-
 FEATURE = "feature"
-
-
 VALUE = "value"
-
-
 ERROR = "error"
-
-
 PERTURBATION = "perturbation"
-
-
 METRIC = "metric"
-
-
 ESTIMATE = "estimate"
-
-
 CI_LOW = "ci_low"
-
-
 CI_HIGH = "ci_high"
-
-
 N_CASES = "n_cases"
-
-
 N_VARIANTS = "n_variants"
-
-
 CATEGORY = "category"
-
-
 STABLE = "stable"
-
-
 REASON = "reason"
-
-
 STAGE = "stage"
-
-
 #: Prefix of the ground-truth columns of simulated cohorts (``truth_size``, ``truth_heterogeneity`` ...).
 TRUTH_PREFIX = "truth_"
-
-
 #: ``variant_id`` of the identity perturbation chain, always present.
 ORIGINAL = "original"
-
-
 #: Prefix pyradiomics gives the keys that describe the extraction rather than measure the image.
 DIAGNOSTICS_PREFIX = "diagnostics_"
-
-
 ICC_METRICS = ("ICC(1,1)", "ICC(A,1)", "ICC(C,1)", "ICC(1,k)", "ICC(A,k)", "ICC(C,k)")
-
-
 RELIABILITY_METRICS = ICC_METRICS + ("CCC", "CoV", "range")  # range: descriptive, in feature units
-
-
 STAGES = ("raw", "combat")
-
-
 _KINDS = {"str", "float64", "int64", "bool"}
 
 
 @dataclass(frozen=True)
 class Column:
+    """One column of a :class:`TableSpec`: its name, kind of value and what it may hold.
+
+    Parameters
+    ----------
+    name : str
+        The column name.
+    dtype : {"str", "float64", "int64", "bool"}
+        The kind of value; :meth:`TableSpec.validate` coerces to it (text, floats, integers, booleans).
+    nullable : bool, default False
+        Missing values are allowed.
+    choices : tuple, optional
+        The allowed values.
+    categorical : bool, default False
+        Held as a pandas categorical (a label repeated over many rows).
+
+    Raises
+    ------
+    ValueError
+        ``dtype`` is not one of the four kinds.
+
+    Examples
+    --------
+    >>> Column("metric", "str", choices=("ICC(A,1)", "CCC"))
+    Column(name='metric', dtype='str', nullable=False, choices=('ICC(A,1)', 'CCC'), categorical=False)
+    """
+
     name: str
     dtype: str  # one of "str", "float64", "int64", "bool"
     nullable: bool = False
@@ -124,7 +101,33 @@ class Column:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A table contract: required columns in order, an optional unique key, and whether extra columns pass."""
+    """A table contract: required columns in order, an optional unique key, and whether extra columns pass.
+
+    Parameters
+    ----------
+    name : str
+        The table's name, for the messages ("features").
+    columns : tuple of Column
+        The required columns, in order.
+    key : tuple of str, default ()
+        Columns whose values must be unique together.
+    allow_extra : bool, default False
+        Columns beyond ``columns`` are kept (after them) instead of refused.
+    doc : str, default ""
+        What a row is.
+
+    Examples
+    --------
+    >>> spec = TableSpec("scores", (Column("case_id", "str"), Column("score", "float64", nullable=True)),
+    ...                  key=("case_id",))
+    >>> spec.names
+    ['case_id', 'score']
+    >>> import pandas as pd
+    >>> spec.validate(pd.DataFrame({"case_id": ["a", "a"], "score": [1, 2]}), source="scores.csv")
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.SchemaError: scores.csv: scores table has 2 rows with a duplicated key ['case_id'], e.g. ...
+    """
 
     name: str
     columns: tuple[Column, ...]
@@ -134,19 +137,59 @@ class TableSpec:
 
     @property
     def names(self) -> list[str]:
+        """The required columns' names, in order."""
         return [c.name for c in self.columns]
 
     def empty(self) -> pd.DataFrame:
-        """A zero-row frame with the right columns and dtypes."""
+        """A zero-row frame with the right columns and dtypes.
+
+        Returns
+        -------
+        DataFrame
+            No rows; categorical columns as ``category``, the others with their dtype.
+
+        Examples
+        --------
+        >>> FAILURES.empty().dtypes.astype(str).to_dict()
+        {'case_id': 'str', 'variant_id': 'str', 'repeat': 'int64', 'error': 'str'}
+        """
+        import pandas as pd
         return pd.DataFrame({c.name: pd.Series([], dtype="category" if c.categorical else _pandas_dtype(c.dtype))
                              for c in self.columns})
 
     def validate(self, df: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
         """Check and coerce ``df``; return a copy with the spec's columns first, in order.
 
-        Raises :class:`SchemaError` naming the table (and ``source``, a file or stage), the column and an
-        offending value.
+        Parameters
+        ----------
+        df : DataFrame
+            The table to check; it is not modified.
+        source : str, optional
+            Where it came from (a file or stage), for the messages.
+
+        Returns
+        -------
+        DataFrame
+            A copy with a fresh ``RangeIndex``: the spec's columns in order (coerced to their dtypes;
+            categorical ones as categoricals), then any extra columns.
+
+        Raises
+        ------
+        SchemaError
+            Naming the table (and ``source``), the column and an offending value: ``df`` is not a
+            DataFrame, a column is missing (or extra, when not allowed), a value is missing, of the wrong
+            kind or not one of the choices, or the key is duplicated.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> VARIANTS.validate(pd.DataFrame({"variant_id": ["v1"], "kind": ["noise"], "params": ["[]"],
+        ...                                 "seed": ["x"]}), source="variants.csv")
+        Traceback (most recent call last):
+        ...
+        harmony.core.errors.SchemaError: variants.csv: variants table, column 'seed': expected an integer, got 'x'
         """
+        import pandas as pd
         where = f"{source}: " if source else ""
         if not isinstance(df, pd.DataFrame):
             raise SchemaError(f"{where}{self.name} table must be a pandas DataFrame, got {type(df).__name__}")
@@ -179,10 +222,13 @@ def _pandas_dtype(kind: str):
 
 def _show(value) -> str:
     """repr of a cell without numpy's type wrapper (``1.5``, not ``np.float64(1.5)``)."""
+    import numpy as np
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _coerce(series: pd.Series, col: Column, where: str) -> pd.Series:
+    import numpy as np
+    import pandas as pd
     null = series.isna()
     if null.any() and not col.nullable:
         row = int(np.flatnonzero(null.to_numpy())[0])
@@ -290,18 +336,74 @@ TABLES = {t.name: t for t in (CASES, VARIANTS, FEATURES, FAILURES, RELIABILITY, 
 
 
 def covariate_columns(cases: pd.DataFrame) -> list[str]:
-    """Columns of a cases table that are covariates: not the four required ones and not ``truth_*``."""
+    """Columns of a cases table that are covariates: not the four required ones and not ``truth_*``.
+
+    Parameters
+    ----------
+    cases : DataFrame
+        A cases table.
+
+    Returns
+    -------
+    list of str
+        In the table's column order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> cases = pd.DataFrame(columns=["case_id", "site", "image", "mask", "age", "truth_size", "group"])
+    >>> covariate_columns(cases)
+    ['age', 'group']
+    """
     fixed = set(CASES.names)
     return [c for c in cases.columns if c not in fixed and not str(c).startswith(TRUTH_PREFIX)]
 
 
 def truth_columns(columns: Iterable[str]) -> list[str]:
+    """The ground-truth columns (``truth_*``) among ``columns``, in order.
+
+    Parameters
+    ----------
+    columns : iterable of str
+        Column names, e.g. a simulated cases table's.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> truth_columns(["case_id", "truth_radius_mm", "age", "truth_volume_mm3"])
+    ['truth_radius_mm', 'truth_volume_mm3']
+    """
     return [c for c in columns if str(c).startswith(TRUTH_PREFIX)]
 
 
 def wide_features(features: pd.DataFrame, index: Sequence[str] = (CASE_ID, VARIANT_ID, REPEAT)) -> pd.DataFrame:
     """Pivot the long features table to one row per (case, variant, repeat) and one column per feature.
 
+    The wide table is what scikit-learn estimators such as :class:`harmony.ComBat` take: for a table of
+    one variant and repeat, ``wide_features(features, index=["case_id"]).set_index("case_id")`` is ``X``.
+
+    Parameters
+    ----------
+    features : DataFrame
+        A long features table (:data:`FEATURES`): ``feature`` and ``value`` plus the ``index`` columns.
+    index : sequence of str, default ("case_id", "variant_id", "repeat")
+        Columns that identify a row of the wide table. Every combination of their values is a row (all NaN
+        where the long table has none, e.g. a failed task), so give columns that vary independently; take
+        per-case columns such as the site from the cases table. Where several rows share an index and a
+        feature, the first value is kept.
+
+    Returns
+    -------
+    DataFrame
+        The ``index`` columns, then one float column per feature (in order of first appearance); a
+        missing value is NaN.
+
+    Examples
+    --------
+    >>> import pandas as pd
     >>> long = pd.DataFrame({"case_id": ["a", "a"], "site": ["s", "s"], "variant_id": ["original"] * 2,
     ...                      "repeat": [0, 0], "feature": ["f1", "f2"], "value": [1.0, 2.0]})
     >>> wide_features(long).to_dict("records")

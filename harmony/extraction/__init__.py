@@ -9,6 +9,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), {
     ".params": ["load_params", "merge_params", "resolve_label"],
     ".adapter": ["make_extractor", "extract", "Extraction", "feature_rows", "feature_class", "image_type"],
     ".shared": ["SharedExtraction"],
-    ".engine": ["run_tasks", "RunResult", "plan", "Task"],
-    ".executors": ["EXECUTORS"],
+    ".tasks": ["plan", "Task"],
+    ".engine": ["run_tasks", "RunResult"],
+    ".settings": ["EXECUTORS", "SETTINGS"],
 })

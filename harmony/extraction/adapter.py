@@ -13,10 +13,9 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import SimpleITK as sitk
 
 from harmony.core import schema
@@ -28,6 +27,12 @@ from harmony.extraction.params import (
     load_params,
     merge_params,
 )
+
+if TYPE_CHECKING:  # pandas is imported where it is used, so `harmony validate` does not load it
+    import pandas as pd
+
+__all__ = ["make_extractor", "Extraction", "split_result", "source_diagnostics", "extract", "feature_rows",
+           "feature_class", "image_type", "extraction_params"]
 
 
 def _radiomics_logging() -> None:
@@ -69,7 +74,35 @@ def _schema_messages(exc: Exception) -> str:
 def make_extractor(params: Mapping[str, Any], source: str = "<params>"):
     """A ``RadiomicsFeatureExtractor`` built from a parameter dict, validated by pyradiomics' schema.
 
-    A misspelt top-level section (which the schema would not see as an error) is refused too.
+    A misspelt top-level section (which the schema would not see as an error) is refused too. Building one
+    costs about 50 ms: make it once and pass it to :func:`extract` for every case.
+
+    Parameters
+    ----------
+    params : mapping
+        pyradiomics parameters: any of the sections ``setting``, ``imageType``, ``featureClass``,
+        ``voxelSetting`` (what a pyradiomics parameter file holds; :func:`load_params` reads one).
+    source : str, default "<params>"
+        Where the parameters came from, for the messages.
+
+    Returns
+    -------
+    radiomics.featureextractor.RadiomicsFeatureExtractor
+
+    Raises
+    ------
+    ConfigError
+        An unknown section, or parameters pyradiomics' schema rejects.
+
+    Examples
+    --------
+    >>> extractor = make_extractor({"setting": {"binWidth": 25}, "featureClass": {"shape": []}})
+    >>> extractor.settings["binWidth"], list(extractor.enabledFeatures)
+    (25, ['shape'])
+    >>> make_extractor({"settings": {"binWidth": 25}})
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.ConfigError: <params>: unknown pyradiomics parameter section 'settings' (known: ...)
     """
     from pykwalify.errors import PyKwalifyException
     from radiomics import featureextractor
@@ -92,7 +125,20 @@ def make_extractor(params: Mapping[str, Any], source: str = "<params>"):
 
 @dataclass(frozen=True)
 class Extraction:
-    """One extraction's result: feature values (float64) and diagnostics (JSON-able)."""
+    """One extraction's result: feature values (float64) and diagnostics (JSON-able).
+
+    Parameters
+    ----------
+    features : dict of str to float
+        The feature values, keyed as pyradiomics names them (``original_firstorder_Mean``).
+    diagnostics : dict
+        pyradiomics' ``diagnostics_*`` entries (versions, settings, image and mask information).
+
+    Examples
+    --------
+    >>> split_result({"diagnostics_Versions_PyRadiomics": "3.1", "original_shape_VoxelVolume": 8.0}).features
+    {'original_shape_VoxelVolume': 8.0}
+    """
 
     features: dict[str, float]
     diagnostics: dict[str, Any]
@@ -115,7 +161,25 @@ def _jsonable(value: Any) -> Any:
 
 
 def split_result(result: Mapping[str, Any]) -> Extraction:
-    """Separate pyradiomics' ``execute`` output into float features and diagnostics."""
+    """Separate pyradiomics' ``execute`` output into float features and diagnostics.
+
+    Parameters
+    ----------
+    result : mapping
+        What ``RadiomicsFeatureExtractor.execute`` returns.
+
+    Returns
+    -------
+    Extraction
+        Keys starting with ``diagnostics_`` go to ``diagnostics`` (made JSON-able), the others to
+        ``features`` as floats.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> split_result({"diagnostics_Mask-original_VoxelNum": np.int64(74), "original_firstorder_Mean": 2.5})
+    Extraction(features={'original_firstorder_Mean': 2.5}, diagnostics={'diagnostics_Mask-original_VoxelNum': 74})
+    """
     features: dict[str, float] = {}
     diagnostics: dict[str, Any] = {}
     for key, value in result.items():
@@ -128,11 +192,28 @@ def split_result(result: Mapping[str, Any]) -> Extraction:
 
 def source_diagnostics(image: sitk.Image, mask: sitk.Image, params: Mapping[str, Any],
                        label: int | None = None) -> dict[str, Any]:
-    """The ``diagnostics_Image-original_*`` and ``diagnostics_Mask-original_*`` entries that ``execute`` reports
-    for this image and mask (pyradiomics' own ``GeneralInfo``), JSON-able.
+    """The image and mask diagnostics that pyradiomics' ``execute`` reports for a case, JSON-able.
 
-    The versions and configuration entries are left out: a manifest records them once per run.
+    The ``diagnostics_Image-original_*`` and ``diagnostics_Mask-original_*`` entries, computed with
+    pyradiomics' own ``GeneralInfo``. The versions and configuration entries are left out: a manifest
+    records them once per run.
 
+    Parameters
+    ----------
+    image, mask : SimpleITK.Image
+        The case.
+    params : mapping
+        The pyradiomics parameters of the extraction.
+    label : int, optional
+        The mask label (default: the parameters', else 1).
+
+    Returns
+    -------
+    dict
+        The image and mask diagnostics, JSON-able.
+
+    Examples
+    --------
     >>> from harmony.phantoms import ibsi_digital_phantom
     >>> info = source_diagnostics(*ibsi_digital_phantom(), {"setting": {"label": 1}})
     >>> info["diagnostics_Mask-original_VoxelNum"], info["diagnostics_Image-original_Size"]
@@ -156,7 +237,39 @@ def extract(image: sitk.Image | str | os.PathLike, mask: sitk.Image | str | os.P
             params: Mapping[str, Any] | Any, label: int | None = None) -> Extraction:
     """Extract one case with pyradiomics' ``execute``.
 
-    ``params`` is a parameter dict or an extractor from :func:`make_extractor` (reuse one across cases).
+    Parameters
+    ----------
+    image, mask : SimpleITK.Image or path
+        The case (paths are read with SimpleITK), e.g. a perturbed version from :func:`harmony.apply`.
+    params : mapping or RadiomicsFeatureExtractor
+        pyradiomics parameters, or an extractor from :func:`make_extractor` (reuse one across cases: making
+        one validates the parameters, about 50 ms).
+    label : int, optional
+        The mask label (default: the parameters' ``setting.label``, else 1).
+
+    Returns
+    -------
+    Extraction
+        ``features`` (name -> float) and ``diagnostics``; :func:`feature_rows` turns the features into rows
+        of the long features table.
+
+    Raises
+    ------
+    ConfigError
+        The parameters are rejected (see :func:`make_extractor`).
+    CaseError
+        A path that does not exist or cannot be read.
+    ValueError
+        pyradiomics refuses the case (e.g. the mask lacks the label, or the ROI is too small).
+
+    Examples
+    --------
+    >>> from harmony.phantoms import ibsi_digital_phantom
+    >>> params = {"setting": {"binWidth": 1, "minimumROIDimensions": 1},
+    ...           "featureClass": {"firstorder": ["Mean"], "shape": ["VoxelVolume"]}}
+    >>> result = extract(*ibsi_digital_phantom(), params)
+    >>> {k: round(v, 4) for k, v in result.features.items()}
+    {'original_shape_VoxelVolume': 592.0, 'original_firstorder_Mean': 2.1486}
     """
     extractor = make_extractor(params) if isinstance(params, Mapping) else params
     result = extractor.execute(as_image(image, "image"), as_image(mask, "mask"), label=label)
@@ -167,9 +280,34 @@ def feature_rows(features: Mapping[str, float], *, case_id: str, site: str,
                  variant_id: str = schema.ORIGINAL, repeat: int = 0) -> pd.DataFrame:
     """Tidy rows of the features table for one extraction.
 
+    Concatenate the rows of several extractions (cases, variants) into the long table that
+    :func:`harmony.icc`, :func:`harmony.reliability_table` and :func:`harmony.wide_features` take.
+
+    Parameters
+    ----------
+    features : mapping of str to float
+        One extraction's features (:attr:`Extraction.features`).
+    case_id : str
+        The case.
+    site : str
+        Its site (scanner, centre).
+    variant_id : str, default "original"
+        The perturbation it was extracted from.
+    repeat : int, default 0
+        The repeat.
+
+    Returns
+    -------
+    DataFrame
+        ``case_id, site, variant_id, repeat, feature, value`` (the columns of
+        :data:`harmony.core.schema.FEATURES`), one row per feature.
+
+    Examples
+    --------
     >>> feature_rows({"original_firstorder_Mean": 2.5}, case_id="c1", site="A").to_dict("records")
     [{'case_id': 'c1', 'site': 'A', 'variant_id': 'original', 'repeat': 0, 'feature': 'original_firstorder_Mean', 'value': 2.5}]
     """
+    import pandas as pd
     n = len(features)
     return pd.DataFrame({
         schema.CASE_ID: [case_id] * n,
@@ -184,6 +322,22 @@ def feature_rows(features: Mapping[str, float], *, case_id: str, site: str,
 def feature_class(feature: str) -> str:
     """The pyradiomics feature class of a feature key (``original_glcm_Contrast`` -> ``glcm``).
 
+    Parameters
+    ----------
+    feature : str
+        A pyradiomics feature key, ``<image type>_<class>_<name>``.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        ``feature`` is not a pyradiomics feature key.
+
+    Examples
+    --------
     >>> feature_class("wavelet-LLH_glszm_ZonePercentage")
     'glszm'
     """
@@ -196,6 +350,17 @@ def feature_class(feature: str) -> str:
 def image_type(feature: str) -> str:
     """The image type a feature was computed on (``log-sigma-1-0-mm-3D_glcm_Idm`` -> ``log-sigma-1-0-mm-3D``).
 
+    Parameters
+    ----------
+    feature : str
+        A pyradiomics feature key.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
     >>> image_type("original_shape_Sphericity")
     'original'
     """
@@ -225,7 +390,27 @@ def _cached_extractor(params: Mapping[str, Any]):
 def extraction_params(config: Mapping[str, Any]) -> dict[str, Any]:
     """The base pyradiomics parameters of an experiment: its params file with the inline settings over it.
 
-    Checked by pyradiomics' schema here, so that bad settings fail before any work (ConfigError).
+    Parameters
+    ----------
+    config : mapping
+        A validated experiment config (:func:`harmony.load_experiment`): its ``[extraction]`` section's
+        ``params`` (a parameter file, or empty) and ``settings`` (merged over it).
+
+    Returns
+    -------
+    dict
+        The parameters.
+
+    Raises
+    ------
+    ConfigError
+        The parameter file cannot be read, or pyradiomics' schema rejects the parameters: checked here, so
+        that bad settings fail before any work.
+
+    Examples
+    --------
+    >>> extraction_params({"extraction": {"params": "", "settings": {"setting": {"binWidth": 10}}}})
+    {'setting': {'binWidth': 10}}
     """
     section = config["extraction"]
     params = load_params(section["params"]) if section["params"] else {}

@@ -14,7 +14,7 @@ Run directory layout::
 
 Work is submitted per (case, repeat, image_key) group: a worker loads the case once, makes the group's image
 once (:func:`harmony.perturb.iter_variants`) and computes each pyradiomics filter once for all the group's
-mask and settings variants (:class:`harmony.extract.SharedExtraction`). When there are few groups for the
+mask and settings variants (:class:`harmony.extraction.shared.SharedExtraction`). When there are few groups for the
 workers, a group is split by image type (LoG by sigma) so that all workers stay busy; results do not depend
 on the split, the executor or the number of workers.
 
@@ -37,15 +37,15 @@ from typing import Any
 import pandas as pd
 
 from harmony.core import schema
-from harmony.core.config import Field, Section
 from harmony.core.errors import ConfigError
 from harmony.core.files import stable_hash, write_table
 from harmony.core.lock import RunLock
 from harmony.core.manifest import build_manifest, now_utc, write_manifest
 from harmony.core.progress import progress_bar
 from harmony.extraction.adapter import make_extractor
-from harmony.extraction.executors import EXECUTORS, _execute
+from harmony.extraction.executors import _execute
 from harmony.extraction.params import resolve_label
+from harmony.extraction.settings import EXECUTORS
 from harmony.extraction.taskfiles import (
     FAILURES_NAME,
     FEATURES_NAME,
@@ -56,30 +56,30 @@ from harmony.extraction.taskfiles import (
 from harmony.extraction.tasks import _Group, plan
 from harmony.extraction.work import _Unit, _units
 
+__all__ = ["RunResult", "run_tasks"]
+
 logger = logging.getLogger(__name__)
 
-
-#: The ``[engine]`` section of an experiment config.
-SETTINGS = Section(
-    {
-        "executor": Field(str, "processes", choices=EXECUTORS,
-                          doc="serial (in this process), processes (local worker processes) or dask."),
-        "workers": Field(int, 0, min=0, doc="Worker count; 0 means one per core."),
-        "scheduler": Field(str, "", doc="Dask scheduler address; empty starts a LocalCluster."),
-        "repeats": Field(int, 1, min=1, doc="Repeats of every (case, variant) task."),
-        "retry_failed": Field(bool, False, doc="On resume, run again the tasks that failed before."),
-    }
-)
-
-
-# -- the run --------------------------------------------------------------------------------------------
 
 @dataclass
 class RunResult:
     """A finished run: its tables and task counts (``resumed`` were done by an earlier run).
 
-    ``diagnostics`` describes the engine's work (executor, workers, units, seconds); ``case_diagnostics`` holds
-    per case pyradiomics' ``diagnostics_*`` of the original image and mask (when the original variant ran).
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        The run's output directory.
+    features : DataFrame
+        The features table (:data:`harmony.core.schema.FEATURES`), in plan order.
+    failures : DataFrame
+        The failed tasks (:data:`harmony.core.schema.FAILURES`).
+    total, done, failed, resumed : int
+        Task counts: all, succeeded, failed, and finished by an earlier run (not redone).
+    diagnostics : dict
+        The engine's work: executor, workers, groups, units, seconds.
+    case_diagnostics : dict of str to dict
+        Per case, pyradiomics' ``diagnostics_*`` of the original image and mask (when the original variant
+        ran).
     """
 
     out_dir: Path
@@ -99,10 +99,63 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
               retry_failed: bool = False, command: str = "extract") -> RunResult:
     """Extract every case x variant x repeat into ``out_dir``, resuming what an earlier run finished.
 
-    ``variants`` are :class:`harmony.perturb.Variant` (None: the original only); ``params`` the base
-    pyradiomics parameters, to which each variant applies its settings. ``workers=0`` uses one worker per
-    core. ``progress``: None shows a bar on a terminal only, False never. Returns the consolidated tables,
-    also written to ``features.parquet``, ``failures.parquet`` and ``manifest.json``.
+    Each finished task is written atomically (``tasks/<key>.parquet``), so an interrupted run resumes task
+    by task; the results do not depend on the executor, the number of workers or the split of the work
+    (see the module's description). ``harmony extract`` and the extraction stage of ``harmony run``.
+
+    Parameters
+    ----------
+    cases : DataFrame
+        A cases table (:func:`harmony.load_cases`).
+    variants : sequence of Variant or None
+        The variants to extract (:func:`harmony.expand_design`); ``None``: the original only.
+    params : mapping
+        The base pyradiomics parameters, to which each variant applies its settings.
+    out_dir : str or os.PathLike
+        The output directory (locked while the run lasts).
+    repeats : int, default 1
+        Repeats of every (case, variant): independent draws of the random specs.
+    executor : {"serial", "processes", "dask"}, default "processes"
+        Where the work runs.
+    workers : int, default 0
+        Worker count; 0 uses one per core.
+    scheduler : str, default ""
+        Dask scheduler address; empty starts a local cluster.
+    label : int, optional
+        The mask label (default: the parameters', else 1).
+    progress : bool, optional
+        ``None`` shows a bar on a terminal only, ``False`` never.
+    retry_failed : bool, default False
+        Run again the tasks an earlier run recorded as failed.
+    command : str, default "extract"
+        The command recorded in the manifest.
+
+    Returns
+    -------
+    RunResult
+        The consolidated tables, also written to ``features.parquet``, ``failures.parquet`` and
+        ``manifest.json``.
+
+    Raises
+    ------
+    ConfigError
+        Bad ``executor``, ``workers`` or ``repeats``, or parameters pyradiomics rejects (before any work).
+    LockError
+        Another live run holds ``out_dir``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from harmony.perturb import BinWidth, Variant
+    >>> from harmony.phantoms import write_ibsi_phantom
+    >>> params = {"setting": {"binWidth": 1, "minimumROIDimensions": 1}, "featureClass": {"firstorder": ["Mean"]}}
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     cases = write_ibsi_phantom(Path(folder) / "phantom")
+    ...     result = run_tasks(cases, [Variant(), Variant((BinWidth(width=2),))], params, Path(folder) / "out",
+    ...                        executor="serial", progress=False)
+    ...     again = run_tasks(cases, None, params, Path(folder) / "out", executor="serial", progress=False)
+    >>> result.total, result.done, len(result.features), again.resumed
+    (2, 2, 2, 1)
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"executor must be one of {list(EXECUTORS)}, got {executor!r}")

@@ -9,10 +9,8 @@ from collections.abc import Iterator
 from harmony.core.errors import HarmonyError
 from harmony.extraction.work import _run_unit, _Unit
 
-EXECUTORS = ("serial", "processes", "dask")
+__all__: list[str] = []  # the engine is their only caller
 
-
-# -- executors --------------------------------------------------------------------------------------------
 
 def _serial(units: list[_Unit]) -> Iterator[tuple[_Unit, dict]]:
     for unit in units:

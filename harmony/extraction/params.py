@@ -14,12 +14,46 @@ import yaml
 
 from harmony.core.errors import ConfigError
 
+__all__ = ["PARAM_SECTIONS", "load_params", "merge_params", "canonical_params", "resolve_label"]
+
 #: The top-level keys of a pyradiomics parameter file.
 PARAM_SECTIONS = ("setting", "imageType", "featureClass", "voxelSetting")
 
 
 def load_params(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a pyradiomics parameter file (.yaml/.yml with ``safe_load``, .toml or .json) into a dict."""
+    """Read a pyradiomics parameter file (.yaml/.yml with ``safe_load``, .toml or .json) into a dict.
+
+    The content is checked by pyradiomics' own schema when an extractor is made
+    (:func:`~harmony.extraction.adapter.make_extractor`), not here.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The parameter file.
+
+    Returns
+    -------
+    dict
+        The parameters (``{}`` for an empty file).
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, of an unknown type, cannot be parsed, or is not a mapping.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "params.json"
+    ...     _ = path.write_text('{"setting": {"binWidth": 25}, "imageType": {"Original": {}}}')
+    ...     load_params(path)
+    {'setting': {'binWidth': 25}, 'imageType': {'Original': {}}}
+    >>> load_params("no/such/params.yaml")
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.ConfigError: no/such/params.yaml: parameter file not found
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     try:
@@ -47,6 +81,20 @@ def load_params(path: str | os.PathLike) -> dict[str, Any]:
 def merge_params(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Merge two parameter dicts section by section (``override`` wins).
 
+    Parameters
+    ----------
+    base : mapping
+        pyradiomics parameters.
+    override : mapping
+        Parameters whose sections update ``base``'s key by key (a non-mapping value replaces).
+
+    Returns
+    -------
+    dict
+        A new dict; neither input is modified.
+
+    Examples
+    --------
     >>> merge_params({"setting": {"binWidth": 25, "label": 1}}, {"setting": {"binWidth": 10}})
     {'setting': {'binWidth': 10, 'label': 1}}
     """
@@ -62,6 +110,17 @@ def merge_params(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[s
 def canonical_params(obj: Any) -> str:
     """Key-sorted JSON of a parameter structure (tuples become lists), usable as a cache key.
 
+    Parameters
+    ----------
+    obj : object
+        Parameters (anything not JSON becomes its ``str``).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
     >>> canonical_params({"b": (1, 2), "a": None})
     '{"a":null,"b":[1,2]}'
     """
@@ -71,6 +130,19 @@ def canonical_params(obj: Any) -> str:
 def resolve_label(params: Mapping[str, Any], label: int | None) -> int:
     """The mask label: ``label`` if given, else the parameters' ``setting.label``, else 1.
 
+    Parameters
+    ----------
+    params : mapping
+        pyradiomics parameters.
+    label : int or None
+        An explicit label.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
     >>> resolve_label({"setting": {"label": 2}}, None), resolve_label({"setting": {"label": 2}}, 3), resolve_label({}, None)
     (2, 3, 1)
     """

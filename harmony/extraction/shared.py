@@ -17,6 +17,8 @@ from harmony.extraction.adapter import (
 )
 from harmony.extraction.params import canonical_params
 
+__all__ = ["Part", "SharedExtraction", "extraction_parts"]
+
 logger = logging.getLogger(__name__)
 
 
@@ -40,12 +42,8 @@ _FILTER_BLIND_SETTINGS = frozenset({
 
 #: Settings of loadImage's intensity normalization, applied to the whole image before anything else.
 _NORMALIZE_SETTINGS = ("normalize", "normalizeScale", "removeOutliers")
-
-
 #: Image types whose generator reads the mask: their filtered image cannot be shared between masks.
 _MASK_DEPENDENT_IMAGE_TYPES = frozenset({"LBP3D"})
-
-
 #: A part of an extraction: an image type, and for LoG one sigma (each sigma is its own filter run).
 Part = tuple[str, float | None]
 
@@ -107,11 +105,31 @@ def _crop(image: sitk.Image, box: tuple[np.ndarray, np.ndarray] | None) -> sitk.
 class SharedExtraction:
     """Extract mask/settings variants of one image, computing each filtered image once.
 
-    ``image`` is shared by all variants; ``masks[i]`` and ``params[i]`` (parameter dicts) are variant i's.
     :meth:`run` returns, per variant, the same features as ``execute(image, masks[i], label)`` with
-    ``params[i]`` (diagnostics excluded), or the exception that extraction raised. Variants whose settings
-    make sharing unsafe (see :func:`_can_share`) run through plain ``execute``.
+    ``params[i]`` (diagnostics excluded), bit for bit, or the exception that extraction raised. Variants
+    whose settings make sharing unsafe (resampling, ``preCrop``, LBP3D, a mask off the image's grid) run
+    through plain ``execute``.
 
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        The image every variant shares.
+    masks : list of SimpleITK.Image
+        Variant i's mask.
+    params : list of mapping
+        Variant i's pyradiomics parameters, one per mask.
+    label : int, optional
+        The mask label (default: each variant's parameters', else 1).
+
+    Raises
+    ------
+    ValueError
+        ``masks`` and ``params`` differ in length.
+    ConfigError
+        pyradiomics rejects a parameter dict.
+
+    Examples
+    --------
     >>> from harmony.extraction import merge_params
     >>> from harmony.phantoms import ibsi_digital_phantom
     >>> image, mask = ibsi_digital_phantom()
@@ -145,6 +163,18 @@ class SharedExtraction:
 
         Variants that cannot share run whole (all parts) with ``shape`` and are empty otherwise, so that
         results of several calls covering all parts, one of them with ``shape``, add up to one extraction.
+
+        Parameters
+        ----------
+        parts : list of Part, optional
+            The image types (and LoG sigmas) to compute (:func:`extraction_parts`); default all.
+        shape : bool, default True
+            Compute the shape features too.
+
+        Returns
+        -------
+        list of (dict of str to float, or Exception)
+            Per variant, its features, or the exception its extraction raised.
         """
         _radiomics_logging()
         wanted = None if parts is None else set(parts)
@@ -277,6 +307,20 @@ def _wavelet_crops(image: sitk.Image, box: tuple[np.ndarray, np.ndarray] | None,
 def extraction_parts(params: list[Mapping[str, Any]], label: int | None = None) -> list[Part]:
     """Every part the parameter dicts need, in execute's order; :meth:`SharedExtraction.run` takes subsets.
 
+    Parameters
+    ----------
+    params : list of mapping
+        pyradiomics parameter dicts.
+    label : int, optional
+        The mask label.
+
+    Returns
+    -------
+    list of Part
+        ``(image type, LoG sigma or None)``, without repeats.
+
+    Examples
+    --------
     >>> extraction_parts([{"imageType": {"Original": {}, "LoG": {"sigma": [1, 2]}}}])
     [('Original', None), ('LoG', 1.0), ('LoG', 2.0)]
     """

@@ -15,21 +15,19 @@ from harmony.core.files import atomic_write
 from harmony.extraction.adapter import feature_rows, split_result
 from harmony.extraction.tasks import Task
 
+__all__ = ["TASKS_DIR", "FEATURES_NAME", "FAILURES_NAME", "OK", "FAILED"]
+
 logger = logging.getLogger(__name__)
 
 
+#: Folder of the task files in an extraction's output directory.
 TASKS_DIR = "tasks"
-
-
+#: The consolidated features table of an extraction (schema.FEATURES).
 FEATURES_NAME = "features.parquet"
-
-
+#: The consolidated failures table of an extraction (schema.FAILURES).
 FAILURES_NAME = "failures.parquet"
-
-
 _META_KEY = b"harmony.task"
-
-
+#: The ``status`` recorded in a task file's metadata.
 OK, FAILED = "ok", "failed"
 
 

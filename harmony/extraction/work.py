@@ -14,10 +14,10 @@ from harmony.extraction.shared import SharedExtraction, extraction_parts
 from harmony.extraction.tasks import _Group
 from harmony.perturb.variants import iter_variants
 
+__all__: list[str] = []  # the worker's internals; the engine (run_tasks) is the public entry point
+
 logger = logging.getLogger(__name__)
 
-
-# -- the work a worker does -----------------------------------------------------------------------------
 
 #: Rough relative cost of one part of a group (ordering work longest first balances the workers).
 _PART_COST = {"Wavelet": 1.3, "LoG": 1.0}  # measured on lung1: filter plus its features
@@ -42,8 +42,6 @@ class _Unit:
 
 
 _PREPARED: collections.OrderedDict = collections.OrderedDict()
-
-
 _PREPARED_MAX = 3  # groups a worker keeps (image and filtered crops) for the other parts of a split group
 
 

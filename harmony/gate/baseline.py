@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,29 +36,58 @@ from harmony.gate.compare import (
     setting_changes,
     version_changes,
 )
-from harmony.gate.settings import _builtin_phantoms
+from harmony.gate.settings import PROCEDURAL_PHANTOMS
 from harmony.perturb.design import expand_design
 from harmony.perturb.variants import variants_from_table, variants_table
-from harmony.phantoms.digital import write_case
+from harmony.phantoms.digital import ibsi_digital_phantom, write_case
+from harmony.phantoms.render import render_phantom
+
+__all__ = ["GateError", "BASELINE_FEATURES", "BASELINE_FAILURES", "BASELINE_VARIANTS", "BASELINE_CASES",
+           "PHANTOM_DIR", "PHANTOM_SITE", "reference_spec", "design_variants", "write_reference_cases",
+           "extract_reference_set", "create_baseline", "Baseline", "load_baseline", "check_baseline"]
 
 
 class GateError(HarmonyError):
     """A baseline that cannot be used: missing files, changed inputs, an unreadable manifest."""
 
 
-# -- the reference set ---------------------------------------------------------------------------------
-
+#: Files of a baseline directory (with ``manifest.json``).
 BASELINE_FEATURES, BASELINE_FAILURES = "features.parquet", "failures.parquet"
-
-
+#: The baseline's variants table, its cases CSV, and the folder of the built-in phantoms it wrote.
 BASELINE_VARIANTS, BASELINE_CASES, PHANTOM_DIR = "variants.parquet", "cases.csv", "phantoms"
-
-
+#: The ``site`` of the built-in phantoms in the reference set.
 PHANTOM_SITE = "phantom"
 
 
+def _builtin_phantoms() -> dict[str, Callable[[], tuple[Any, Any]]]:
+    """Name -> function returning (image, mask) of every built-in reference phantom."""
+    found: dict[str, Callable[[], tuple[Any, Any]]] = {"ibsi": ibsi_digital_phantom}
+    for name, (spec, seed) in PROCEDURAL_PHANTOMS.items():
+        found[name] = partial(render_phantom, spec, seed)
+    return found
+
+
 def reference_spec(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What defines the reference set (not how it is extracted): phantoms, user cases, design and seed."""
+    """What defines the reference set (not how it is extracted): phantoms, user cases, design and seed.
+
+    Parameters
+    ----------
+    config : mapping
+        A validated experiment config (:func:`harmony.load_experiment`) with a ``[gate]`` section.
+
+    Returns
+    -------
+    dict
+        ``phantoms, cases_csv, perturbations, seed, label``: recorded in the baseline's manifest, so that a
+        check can say when the config's reference set differs from the baseline's.
+
+    Examples
+    --------
+    >>> config = {"gate": {"phantoms": ["ibsi"]}, "cases": {"csv": "", "label": 1}, "perturbations": None,
+    ...           "experiment": {"seed": 0}}
+    >>> reference_spec(config)
+    {'phantoms': ['ibsi'], 'cases_csv': '', 'perturbations': None, 'seed': 0, 'label': 1}
+    """
     return {
         "phantoms": list(config["gate"]["phantoms"]),
         "cases_csv": config["cases"]["csv"],
@@ -68,7 +98,31 @@ def reference_spec(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def design_variants(config: Mapping[str, Any], params: Mapping[str, Any]) -> pd.DataFrame:
-    """The variants table (schema.VARIANTS) of the config's perturbation design; the original is always in it."""
+    """The variants table (schema.VARIANTS) of the config's perturbation design; the original is always in it.
+
+    Parameters
+    ----------
+    config : mapping
+        A validated experiment config: its ``[perturbations]`` and ``experiment.seed``.
+    params : mapping
+        The base pyradiomics parameters (a bin width equal to the base one is the original).
+
+    Returns
+    -------
+    DataFrame
+        The variants table.
+
+    Raises
+    ------
+    ConfigError
+        The design does not validate.
+
+    Examples
+    --------
+    >>> config = {"perturbations": {"grid": [{"bin_width": {"width": [10, 25]}}]}, "experiment": {"seed": 0}}
+    >>> design_variants(config, {"setting": {"binWidth": 25}})["kind"].tolist()
+    ['original', 'discretisation']
+    """
 
     variants = expand_design(config["perturbations"] or {}, seed=config["experiment"]["seed"],
                              base_params=params, source=f"{config.get('_source', '<config>')}: perturbations")
@@ -81,7 +135,36 @@ def _input_hashes(cases: pd.DataFrame) -> dict[str, dict[str, str]]:
 
 
 def write_reference_cases(config: Mapping[str, Any], directory: str | os.PathLike) -> pd.DataFrame:
-    """Write the built-in phantoms under ``directory/phantoms`` and ``directory/cases.csv`` (with user cases)."""
+    """Write the built-in phantoms under ``directory/phantoms`` and ``directory/cases.csv`` (with user cases).
+
+    Parameters
+    ----------
+    config : mapping
+        A validated experiment config: ``gate.phantoms`` (built-in phantom names) and ``cases.csv`` (user
+        cases, optional).
+    directory : str or os.PathLike
+        The baseline directory.
+
+    Returns
+    -------
+    DataFrame
+        The reference set's cases table (phantoms first).
+
+    Raises
+    ------
+    ConfigError
+        The config has a simulated cohort (not supported here), or the reference set is empty.
+    CaseError
+        A user case cannot be used.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> config = {"gate": {"phantoms": ["ibsi", "sphere"]}, "cases": {"cohort": None, "csv": ""}}
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     write_reference_cases(config, folder)[["case_id", "site"]].values.tolist()
+    [['ibsi', 'phantom'], ['sphere', 'phantom']]
+    """
 
     if config["cases"]["cohort"]:
         raise ConfigError(f"{config.get('_source', '<config>')}: cases.cohort: the gate's reference set is "
@@ -114,9 +197,26 @@ def extract_reference_set(cases: pd.DataFrame, variants: pd.DataFrame, params: M
 
     It runs through the extraction engine (serially, in a scratch directory, so nothing cached by an
     earlier run is reused); a task that raises becomes a failures row and the others go on.
+
+    Parameters
+    ----------
+    cases : DataFrame
+        The reference set's cases.
+    variants : DataFrame
+        Its variants table (:func:`design_variants`).
+    params : mapping
+        The pyradiomics parameters.
+    label : int, default 1
+        The mask label.
+    progress : bool, optional
+        A progress bar (``None``: only on a terminal).
+
+    Returns
+    -------
+    (DataFrame, DataFrame)
+        The features table and the failures table.
     """
     import tempfile
-
 
     chains = variants_from_table(variants, source="gate reference set")
     with tempfile.TemporaryDirectory(prefix="harmony-gate-") as scratch:
@@ -127,8 +227,33 @@ def extract_reference_set(cases: pd.DataFrame, variants: pd.DataFrame, params: M
 
 def create_baseline(config: Mapping[str, Any], out_dir: str | os.PathLike, *,
                     progress: bool | None = None) -> dict[str, Any]:
-    """Extract the reference set of an experiment config (see :func:`harmony.config.load_experiment`) and
-    store it in ``out_dir`` as a baseline; returns the manifest written."""
+    """Extract the reference set of an experiment config and store it in ``out_dir`` as a baseline.
+
+    ``harmony gate baseline``. The baseline holds the cases (built-in phantoms written there, user cases
+    by path), the variants, features and failures tables and a manifest with the settings, versions and
+    the hash of every input file.
+
+    Parameters
+    ----------
+    config : mapping
+        A validated experiment config (:func:`harmony.load_experiment`, e.g. of ``experiments/gate.toml``).
+    out_dir : str or os.PathLike
+        The baseline directory.
+    progress : bool, optional
+        A progress bar (``None``: only on a terminal).
+
+    Returns
+    -------
+    dict
+        The manifest written.
+
+    Raises
+    ------
+    ConfigError
+        Bad extraction settings (before any work), a bad design, or an empty reference set.
+    CaseError
+        A user case cannot be used.
+    """
 
     started = now_utc()
     params = extraction_params(config)  # bad settings fail here, before any work
@@ -155,6 +280,18 @@ def create_baseline(config: Mapping[str, Any], out_dir: str | os.PathLike, *,
 
 @dataclass(frozen=True)
 class Baseline:
+    """A stored baseline, as :func:`load_baseline` reads it.
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        The baseline directory.
+    manifest : dict
+        Its manifest (settings, versions, input hashes, label, reference set).
+    cases, variants, features, failures : DataFrame
+        Its tables.
+    """
+
     directory: Path
     manifest: dict[str, Any]
     cases: pd.DataFrame
@@ -164,7 +301,31 @@ class Baseline:
 
 
 def load_baseline(directory: str | os.PathLike) -> Baseline:
-    """Read a baseline directory; a missing file or an input that changed since raises GateError."""
+    """Read a baseline directory; a missing file or an input that changed since raises GateError.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        A directory written by :func:`create_baseline`.
+
+    Returns
+    -------
+    Baseline
+
+    Raises
+    ------
+    GateError
+        Not a baseline (no or incomplete manifest), or a case file differs from the one extracted.
+    SchemaError, CaseError
+        A table or a case file cannot be read.
+
+    Examples
+    --------
+    >>> load_baseline("no/such/baseline")
+    Traceback (most recent call last):
+    ...
+    harmony.gate.baseline.GateError: no/such/baseline: not a gate baseline (no manifest.json); create one with ...
+    """
 
     directory = Path(directory)
     if not (directory / MANIFEST_NAME).is_file():
@@ -190,7 +351,33 @@ def load_baseline(directory: str | os.PathLike) -> Baseline:
 
 def check_baseline(config: Mapping[str, Any], baseline_dir: str | os.PathLike, *,
                    progress: bool | None = None) -> GateResult:
-    """Re-extract a baseline's reference set with the current installation and the config's settings, compare."""
+    """Re-extract a baseline's reference set with the current installation and the config's settings, compare.
+
+    ``harmony gate check``: the reference set is the baseline's (a config whose reference set differs is
+    reported as a notice); features are compared within ``gate.tolerance``
+    (:func:`~harmony.gate.compare.compare_features`), and setting and version changes are reported.
+
+    Parameters
+    ----------
+    config : mapping
+        A validated experiment config: its extraction settings and ``[gate]`` section.
+    baseline_dir : str or os.PathLike
+        A directory written by :func:`create_baseline`.
+    progress : bool, optional
+        A progress bar (``None``: only on a terminal).
+
+    Returns
+    -------
+    GateResult
+        ``result.passed`` is the verdict; :mod:`harmony.gate.reports` formats it.
+
+    Raises
+    ------
+    GateError
+        The baseline cannot be used (see :func:`load_baseline`).
+    ConfigError
+        The config's extraction settings are rejected.
+    """
 
     baseline = load_baseline(baseline_dir)
     params = extraction_params(config)

@@ -14,21 +14,16 @@ from harmony.core import schema
 from harmony.extraction.adapter import feature_class
 from harmony.gate.settings import tolerance_for
 
-# -- comparison ----------------------------------------------------------------------------------------
+__all__ = ["FEATURE_CLASS", "STATUS", "PASSED", "N_VALUES", "N_CHANGED", "N_MISSING", "MAX_ABS", "MAX_REL", "CCC",
+           "REL_TOL", "ABS_TOL", "MIN_CCC", "COMPARISON_COLUMNS", "OK", "CHANGED", "DISCORDANT", "ADDED", "REMOVED",
+           "MISSING", "lins_ccc", "compare_features", "setting_changes", "version_changes", "GateResult"]
 
 # columns of the comparison table (feature is the schema's)
 FEATURE_CLASS, STATUS, PASSED = "feature_class", "status", "passed"
-
-
 N_VALUES, N_CHANGED, N_MISSING = "n_values", "n_changed", "n_missing"
-
-
 MAX_ABS, MAX_REL, CCC = "max_abs_diff", "max_rel_diff", "ccc"
-
-
 REL_TOL, ABS_TOL, MIN_CCC = "rel_tol", "abs_tol", "min_ccc"
-
-
+#: The columns of :func:`compare_features`' table, in order.
 COMPARISON_COLUMNS = (schema.FEATURE, FEATURE_CLASS, STATUS, PASSED, N_VALUES, N_CHANGED, N_MISSING, MAX_ABS,
                       MAX_REL, CCC, REL_TOL, ABS_TOL, MIN_CCC)
 
@@ -36,8 +31,6 @@ COMPARISON_COLUMNS = (schema.FEATURE, FEATURE_CLASS, STATUS, PASSED, N_VALUES, N
 #: Status of a feature: its values agree, differ beyond tolerance, agree too little (CCC), are present only
 #: now or only in the baseline, or are missing for some (case, variant) (a task that failed on one side).
 OK, CHANGED, DISCORDANT, ADDED, REMOVED, MISSING = "ok", "changed", "discordant", "added", "removed", "missing"
-
-
 _KEY = [schema.CASE_ID, schema.VARIANT_ID, schema.REPEAT, schema.FEATURE]
 
 
@@ -46,6 +39,17 @@ def lins_ccc(x: np.ndarray, y: np.ndarray) -> float:
 
     Identical constant samples give 1; fewer than two pairs give NaN.
 
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        The paired values.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
     >>> round(lins_ccc(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.5])), 4)
     0.9524
     """
@@ -75,8 +79,41 @@ def compare_features(baseline: pd.DataFrame, current: pd.DataFrame, tolerance: M
                      allow_added: bool = False) -> pd.DataFrame:
     """Compare two features tables (schema.FEATURES) feature by feature; one row per feature of either.
 
-    Rows are paired on (case_id, variant_id, repeat, feature); diagnostics keys are dropped. ``tolerance``
-    is the ``gate.tolerance`` section (global values, ``class`` and ``feature`` entries).
+    Rows are paired on (case_id, variant_id, repeat, feature); diagnostics keys are dropped. A feature
+    passes when every paired value is within ``abs + rel * |baseline|`` (its :func:`tolerance_for`), none is
+    missing on one side, and, with ``min_ccc``, Lin's CCC across the reference set reaches it.
+
+    Parameters
+    ----------
+    baseline, current : DataFrame
+        Features tables (schema.FEATURES).
+    tolerance : mapping
+        The ``gate.tolerance`` section (global values, ``class`` and ``feature`` entries).
+    allow_added : bool, default False
+        A feature present only now passes.
+
+    Returns
+    -------
+    DataFrame
+        :data:`COMPARISON_COLUMNS`, one row per feature of either table (sorted): its ``status`` (``ok``,
+        ``changed``, ``discordant``, ``added``, ``removed``, ``missing``), ``passed``, the counts, the largest
+        differences, the CCC and the tolerance applied.
+
+    Raises
+    ------
+    SchemaError
+        A table is not a features table.
+
+    Examples
+    --------
+    >>> rows = [("c1", "s", "original", 0, "original_firstorder_Mean", 1.0),
+    ...         ("c1", "s", "original", 0, "original_shape_VoxelVolume", 8.0)]
+    >>> base = pd.DataFrame(rows, columns=schema.FEATURES.names)
+    >>> cur = base.assign(value=[1.0 + 1e-9, 8.5])
+    >>> compare_features(base, cur, {"rel": 1e-6, "abs": 1e-9})[["feature", "status", "passed"]]
+                          feature   status  passed
+    0    original_firstorder_Mean       ok    True
+    1  original_shape_VoxelVolume  changed   False
     """
     tables = []
     for df, name in ((baseline, "baseline"), (current, "current")):
@@ -129,6 +166,18 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
 def setting_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     """(dotted key, old, new) for every pyradiomics setting that differs; absent values are None.
 
+    Parameters
+    ----------
+    old, new : mapping
+        pyradiomics parameters (nested tables are compared key by key).
+
+    Returns
+    -------
+    list of (str, object, object)
+        Sorted by key.
+
+    Examples
+    --------
     >>> setting_changes({"setting": {"binWidth": 25}}, {"setting": {"binWidth": 24, "label": 1}})
     [('setting.binWidth', 25, 24), ('setting.label', None, 1)]
     """
@@ -139,6 +188,19 @@ def setting_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tupl
 def version_changes(old: Mapping[str, str], new: Mapping[str, str], keys: Sequence[str]) -> list[tuple[str, Any, Any]]:
     """(name, old, new) for every watched version that differs.
 
+    Parameters
+    ----------
+    old, new : mapping of str to str
+        Versions (:func:`harmony.core.manifest.versions`).
+    keys : sequence of str
+        The watched names.
+
+    Returns
+    -------
+    list of (str, str, str)
+
+    Examples
+    --------
     >>> version_changes({"numpy": "2.3.0", "scipy": "1"}, {"numpy": "2.4.0", "scipy": "2"}, ["numpy"])
     [('numpy', '2.3.0', '2.4.0')]
     """
@@ -147,7 +209,31 @@ def version_changes(old: Mapping[str, str], new: Mapping[str, str], keys: Sequen
 
 @dataclass
 class GateResult:
-    """The outcome of a check: the comparison table and everything reported beside it."""
+    """The outcome of a check: the comparison table and everything reported beside it.
+
+    Parameters
+    ----------
+    comparison : DataFrame
+        What :func:`compare_features` returns.
+    versions : list of (str, str, str)
+        Watched versions that changed (:func:`version_changes`).
+    settings : list of (str, object, object)
+        pyradiomics settings that changed (:func:`setting_changes`).
+    notices : list of str
+        Further lines to report (a differing reference set, new extraction failures).
+    fail_on_version_change : bool, default False
+        A changed watched version fails the check.
+    baseline : str, default ""
+        The baseline directory, for the reports.
+
+    Examples
+    --------
+    >>> rows = [("c1", "s", "original", 0, "original_firstorder_Mean", 1.0)]
+    >>> table = pd.DataFrame(rows, columns=schema.FEATURES.names)
+    >>> result = GateResult(compare_features(table, table, {}), versions=[("numpy", "2.3", "2.4")])
+    >>> result.passed, GateResult(result.comparison, result.versions, fail_on_version_change=True).passed
+    (True, False)
+    """
 
     comparison: pd.DataFrame
     versions: list[tuple[str, Any, Any]] = field(default_factory=list)
@@ -158,12 +244,15 @@ class GateResult:
 
     @property
     def failed_features(self) -> pd.DataFrame:
+        """The rows of the comparison table that did not pass."""
         return self.comparison[~self.comparison[PASSED]]
 
     @property
     def version_failed(self) -> bool:
+        """Whether a watched version changed and that fails the check."""
         return bool(self.versions) and self.fail_on_version_change
 
     @property
     def passed(self) -> bool:
+        """The verdict: no feature failed and no failing version change."""
         return self.failed_features.empty and not self.version_failed

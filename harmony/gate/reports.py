@@ -31,7 +31,8 @@ from harmony.gate.compare import (
     GateResult,
 )
 
-# -- reports -------------------------------------------------------------------------------------------
+__all__ = ["summary", "format_table", "markdown_report", "junit_xml", "write_check_report"]
+
 
 def _num(value: float) -> str:
     return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
@@ -58,7 +59,28 @@ def _notice_lines(result: GateResult) -> list[str]:
 
 
 def summary(result: GateResult) -> str:
-    """One line: passed or failed, and how many features changed of how many compared."""
+    """One line: passed or failed, and how many features changed of how many compared.
+
+    Parameters
+    ----------
+    result : GateResult
+        A check's outcome (:func:`harmony.gate.check_baseline`).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from harmony.core import schema
+    >>> from harmony.gate.compare import compare_features
+    >>> rows = [("c1", "s", "original", 0, "original_firstorder_Mean", 1.0)]
+    >>> base = pd.DataFrame(rows, columns=schema.FEATURES.names)
+    >>> result = GateResult(compare_features(base, base.assign(value=1.5), {}), baseline="gate-baseline")
+    >>> summary(result)
+    'harmony gate FAILED: 1 of 1 features differ from the baseline'
+    """
     n, bad = len(result.comparison), len(result.failed_features)
     verdict = "PASSED" if result.passed else "FAILED"
     extra = "; watched versions changed" if result.version_failed else ""
@@ -66,7 +88,31 @@ def summary(result: GateResult) -> str:
 
 
 def format_table(result: GateResult) -> str:
-    """A plain-text table of every failing feature, then the notices (for a terminal's stderr)."""
+    """A plain-text table of every failing feature, then the notices (for a terminal's stderr).
+
+    Parameters
+    ----------
+    result : GateResult
+        A check's outcome.
+
+    Returns
+    -------
+    str
+        :func:`summary`, the aligned table, then one ``notice:`` line per version, setting or other notice.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from harmony.core import schema
+    >>> from harmony.gate.compare import compare_features
+    >>> rows = [("c1", "s", "original", 0, "original_firstorder_Mean", 1.0)]
+    >>> base = pd.DataFrame(rows, columns=schema.FEATURES.names)
+    >>> result = GateResult(compare_features(base, base.assign(value=1.5), {}), baseline="gate-baseline")
+    >>> print(format_table(result))
+    harmony gate FAILED: 1 of 1 features differ from the baseline
+    feature                   status   changed  max abs diff  max rel diff  CCC
+    original_firstorder_Mean  changed  1/1      0.5           0.5           nan
+    """
     failed = result.failed_features
     header = ("feature", "status", "changed", "max abs diff", "max rel diff", "CCC")
     rows = [(r[schema.FEATURE], r[STATUS], f"{r[N_CHANGED]}/{r[N_VALUES]}", _num(r[MAX_ABS]), _num(r[MAX_REL]),
@@ -81,7 +127,29 @@ def format_table(result: GateResult) -> str:
 
 
 def markdown_report(result: GateResult) -> str:
-    """The check as Markdown: verdict, notices, every failing feature with its numbers, counts by status."""
+    """The check as Markdown: verdict, notices, every failing feature with its numbers, counts by status.
+
+    Parameters
+    ----------
+    result : GateResult
+        A check's outcome.
+
+    Returns
+    -------
+    str
+        The ``gate.md`` report (a CI job summary, a pull-request comment).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from harmony.core import schema
+    >>> from harmony.gate.compare import compare_features
+    >>> rows = [("c1", "s", "original", 0, "original_firstorder_Mean", 1.0)]
+    >>> base = pd.DataFrame(rows, columns=schema.FEATURES.names)
+    >>> result = GateResult(compare_features(base, base.assign(value=1.5), {}), baseline="gate-baseline")
+    >>> markdown_report(result).splitlines()[0]
+    '# harmony gate FAILED: 1 of 1 features differ from the baseline'
+    """
     lines = [f"# {summary(result)}", "", f"Baseline: `{result.baseline}`", ""]
     notices = _notice_lines(result)
     if notices:
@@ -101,7 +169,29 @@ def markdown_report(result: GateResult) -> str:
 
 
 def junit_xml(result: GateResult) -> str:
-    """JUnit XML: one testcase per feature (failures carry the numbers), plus one for the watched versions."""
+    """JUnit XML: one testcase per feature (failures carry the numbers), plus one for the watched versions.
+
+    Parameters
+    ----------
+    result : GateResult
+        A check's outcome.
+
+    Returns
+    -------
+    str
+        The ``junit.xml`` report, which CI systems show test by test.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from harmony.core import schema
+    >>> from harmony.gate.compare import compare_features
+    >>> rows = [("c1", "s", "original", 0, "original_firstorder_Mean", 1.0)]
+    >>> base = pd.DataFrame(rows, columns=schema.FEATURES.names)
+    >>> result = GateResult(compare_features(base, base.assign(value=1.5), {}), baseline="gate-baseline")
+    >>> junit_xml(result).splitlines()[1]
+    '<testsuite name="harmony gate" tests="2" failures="1" errors="0" skipped="0">'
+    """
     comparison = result.comparison
     n_failures = len(result.failed_features) + int(result.version_failed)
     suite = ET.Element("testsuite", name="harmony gate", tests=str(len(comparison) + 1),
@@ -122,7 +212,33 @@ def junit_xml(result: GateResult) -> str:
 
 
 def write_check_report(result: GateResult, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write ``gate.md``, ``junit.xml`` and ``comparison.csv`` into ``out_dir``."""
+    """Write ``gate.md``, ``junit.xml`` and ``comparison.csv`` into ``out_dir``.
+
+    Parameters
+    ----------
+    result : GateResult
+        A check's outcome.
+    out_dir : str or os.PathLike
+        Where to write (created when absent).
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        ``markdown``, ``junit`` and ``comparison``: the files written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> from harmony.core import schema
+    >>> from harmony.gate.compare import compare_features
+    >>> rows = [("c1", "s", "original", 0, "original_firstorder_Mean", 1.0)]
+    >>> base = pd.DataFrame(rows, columns=schema.FEATURES.names)
+    >>> result = GateResult(compare_features(base, base.assign(value=1.5), {}), baseline="gate-baseline")
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     sorted(p.name for p in write_check_report(result, out).values())
+    ['comparison.csv', 'gate.md', 'junit.xml']
+    """
     out = Path(out_dir)
     return {
         "markdown": write_text(out / "gate.md", markdown_report(result)),

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from harmony.core.config import Field, Section
 from harmony.extraction.adapter import feature_class
-from harmony.phantoms.digital import ibsi_digital_phantom
-from harmony.phantoms.render import render_phantom
 
-# -- settings ------------------------------------------------------------------------------------------
+__all__ = ["WATCHED_VERSIONS", "DEFAULT_REL", "DEFAULT_ABS", "TOLERANCE", "PROCEDURAL_PHANTOMS", "BUILTIN_PHANTOMS", "SETTINGS",
+           "Tolerance", "tolerance_for"]
 
-#: Versions whose change is reported by default (keys of ``harmony.io.versions()``).
+#: Versions whose change is reported by default (keys of :func:`harmony.core.manifest.versions`).
 WATCHED_VERSIONS = ("pyradiomics_distribution", "pyradiomics", "numpy", "SimpleITK")
-
-
+#: The default relative and absolute tolerances of a feature value.
 DEFAULT_REL, DEFAULT_ABS = 1e-6, 1e-9
-
-
+#: One tolerance entry: global in ``[gate.tolerance]``, or per class or feature.
 TOLERANCE = Section(
     {
         "rel": Field(float, DEFAULT_REL, min=0.0,
@@ -46,19 +43,12 @@ PROCEDURAL_PHANTOMS: dict[str, tuple[dict[str, Any], int]] = {
 }
 
 
-def _builtin_phantoms() -> dict[str, Callable[[], tuple[Any, Any]]]:
-    """Name -> function returning (image, mask) of every built-in reference phantom."""
-    from functools import partial
-
-
-    found: dict[str, Callable[[], tuple[Any, Any]]] = {"ibsi": ibsi_digital_phantom}
-    for name, (spec, seed) in PROCEDURAL_PHANTOMS.items():
-        found[name] = partial(render_phantom, spec, seed)
-    return found
+#: Names of the built-in reference phantoms: the IBSI digital phantom and the procedural ones.
+BUILTIN_PHANTOMS = ("ibsi", *PROCEDURAL_PHANTOMS)
 
 
 def _check_phantoms(names: list) -> str | None:
-    known = _builtin_phantoms()
+    known = BUILTIN_PHANTOMS
     unknown = [n for n in names if n not in known]
     if unknown:
         return f"unknown phantom {unknown[0]!r} (known: {', '.join(sorted(known))})"
@@ -105,9 +95,10 @@ def _check_feature_tolerances(table: dict) -> str | None:
     return None
 
 
+#: The ``[gate]`` section of an experiment config.
 SETTINGS = Section(
     {
-        "phantoms": Field(list, ["ibsi", *PROCEDURAL_PHANTOMS], item=Field(str), check=_check_phantoms,
+        "phantoms": Field(list, list(BUILTIN_PHANTOMS), item=Field(str), check=_check_phantoms,
                           doc="Built-in phantoms in the reference set (with cases.csv, if given)."),
         "fail_on_version_change": Field(bool, False,
                                         doc="Fail when a watched version differs from the baseline's."),
@@ -130,6 +121,16 @@ SETTINGS = Section(
 
 @dataclass(frozen=True)
 class Tolerance:
+    """The tolerance of one feature (:func:`tolerance_for`).
+
+    Parameters
+    ----------
+    rel, abs : float
+        A value passes when ``|current - baseline| <= abs + rel * |baseline|``.
+    min_ccc : float, default 0.0
+        The feature fails when Lin's CCC across the reference set is below this (0: no check).
+    """
+
     rel: float = DEFAULT_REL
     abs: float = DEFAULT_ABS
     min_ccc: float = 0.0
@@ -138,6 +139,19 @@ class Tolerance:
 def tolerance_for(feature: str, tolerance: Mapping[str, Any]) -> Tolerance:
     """The tolerance of one feature: global, then its class's entry, then its own entry; key by key.
 
+    Parameters
+    ----------
+    feature : str
+        A pyradiomics feature key.
+    tolerance : mapping
+        The ``gate.tolerance`` section (absent global keys take their defaults).
+
+    Returns
+    -------
+    Tolerance
+
+    Examples
+    --------
     >>> settings = {"rel": 1e-6, "abs": 1e-9, "min_ccc": 0.0, "class": {"glcm": {"rel": 1e-3, "abs": 1e-5}},
     ...             "feature": {"original_glcm_Idmn": {"rel": 0.1}}}
     >>> tolerance_for("original_glcm_Idmn", settings)

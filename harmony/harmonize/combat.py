@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from harmony.core.files import read_json, write_json
@@ -67,25 +67,24 @@ from harmony.harmonize.inputs import (
     _labels,
     _sample,
 )
-from harmony.harmonize.transforms import TRANSFORMS, make_transform, transform_from_dict
+from harmony.harmonize.settings import TRANSFORMS
+from harmony.harmonize.transforms import make_transform, transform_from_dict
+
+__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "EB_CONVERGENCE", "EB_MAX_ITER", "ComBat"]
 
 logger = logging.getLogger(__name__)
 
 
 #: ``format`` and ``format_version`` written into every saved model; load refuses other formats and newer versions.
 MODEL_FORMAT = "harmony.combat"
-
-
-MODEL_FORMAT_VERSION = 1
-
-
+#: 2: ``params`` holds ``feature_transform``; version 1 called it ``transform`` (still read).
+MODEL_FORMAT_VERSION = 2
+#: Parameters renamed after a format version: ``{last version with the old names: {old name: new name}}``.
+_RENAMED_PARAMS = {1: {"transform": "feature_transform"}}
 #: Convergence threshold and iteration cap of the parametric empirical Bayes iteration (R sva uses 1e-4).
 EB_CONVERGENCE = 1e-4
-
-
+#: Iteration cap of the parametric empirical Bayes iteration (a RuntimeWarning says when it is reached).
 EB_MAX_ITER = 10_000
-
-
 #: Number of feature pairs the non-parametric prior evaluates at once (bounds memory for many features).
 _NONPARAMETRIC_CHUNK = 2**22
 
@@ -208,90 +207,145 @@ def _fit_combat(Z, batch_idx, counts, cov, ref, *, parametric, eb, mean_only, co
 
 # -- the estimator ----------------------------------------------------------------------------------
 
-class ComBat(BaseEstimator):
+def _require_batch(method: str, batch: Any, y: Any = None) -> None:
+    """Raise when ``batch`` was not given, saying how to give it (and that ``y`` is not it)."""
+    if batch is not None:
+        return
+    message = f"ComBat.{method} needs batch= (one batch label per sample, e.g. batch=cases['site'])"
+    if y is not None:
+        message += ("; the y given is NOT used as the batch. In a Pipeline or cross-validation, route the batch as "
+                    "metadata: sklearn.set_config(enable_metadata_routing=True), then pass "
+                    "params={'batch': batch, 'covariates': covariates} to cross_val_score (or batch=..., "
+                    "covariates=... to Pipeline.fit)")
+    raise HarmonizationError(message)
+
+
+class ComBat(TransformerMixin, BaseEstimator):
     """ComBat harmonization with the scikit-learn estimator contract.
+
+    ``batch`` (and ``covariates``) are per-sample metadata, keyword-only in :meth:`fit`, :meth:`transform`
+    and :meth:`fit_transform`; ``y`` is accepted and ignored. Both are requested by default for ``fit``
+    and ``transform``, so with scikit-learn's metadata routing enabled a
+    :class:`~sklearn.pipeline.Pipeline` step receives them, split per fold by cross-validation (by
+    position: give them in X's row order).
 
     Parameters
     ----------
-    parametric : bool
+    parametric : bool, default=True
         Parametric (True) or non-parametric empirical Bayes priors.
-    eb : bool
+    eb : bool, default=True
         Shrink the per-batch estimates with empirical Bayes; False uses the raw per-batch estimates.
-    mean_only : bool
+    mean_only : bool, default=False
         Adjust the batch locations only, not their scales.
     ref_batch : str, optional
         A batch whose data are left unchanged; the others are mapped onto it.
-    transform : {None, "log", "yeo-johnson", "quantile-normal"}
+    feature_transform : {None, "log", "yeo-johnson", "quantile-normal"}, default=None
         Per-feature transform fitted in ``fit``, applied before ComBat and inverted after it
-        (see :mod:`harmony.harmonization_transforms`).
+        (see :mod:`harmony.harmonize.transforms`). The ``[harmonization] transform`` setting and the
+        ``--transform`` option of ``harmony harmonize``.
 
     Attributes
     ----------
     batches_ : list of str
         Batch labels seen in fit, sorted.
-    batch_counts_ : ndarray
+    batch_counts_ : ndarray of shape (n_batches,)
         Training samples per batch.
     ref_level_ : int or None
         Index of ``ref_batch`` in ``batches_``.
     n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        Only when fitted on a DataFrame.
-    constant_ : ndarray of bool
+        Number of features seen in fit.
+    feature_names_in_ : ndarray of str of shape (n_features_in_,)
+        Feature names seen in fit; only when fitted on a DataFrame.
+    constant_ : ndarray of bool of shape (n_features_in_,)
         Features constant in the training data; they pass through unchanged.
     covariates_ : list of Covariate
         Covariate encodings (categorical levels learned in fit).
     transform_ : fitted transform
-    grand_mean_, var_pooled_ : ndarray (varying features)
-    covariate_coef_ : ndarray (covariate terms x varying features)
-    gamma_hat_, delta_hat_, gamma_star_, delta_star_ : ndarray (batches x varying features)
-    n_iter_ : ndarray
+        The fitted ``feature_transform`` (the identity when it is None).
+    grand_mean_, var_pooled_ : ndarray of shape (n_varying,)
+        Grand mean and pooled variance of the varying (not constant) features.
+    covariate_coef_ : ndarray of shape (n_covariate_terms, n_varying)
+        Covariate effects on the varying features.
+    gamma_hat_, delta_hat_, gamma_star_, delta_star_ : ndarray of shape (n_batches, n_varying)
+        Per-batch location and scale, raw and after empirical Bayes.
+    n_iter_ : ndarray of shape (n_batches,)
         Parametric EB iterations per batch (0 when not iterated).
+
+    See Also
+    --------
+    harmony.harmonize.harmonize_features : ComBat on a long features table.
+    harmony.harmonize.site_classifier_accuracy : cross-validated site effect, ComBat fitted in each fold.
 
     Examples
     --------
-    >>> import numpy as np, pandas as pd
+    >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> batch = np.repeat(["a", "b"], 20)
     >>> X = rng.normal(size=(40, 5)) + np.where(batch == "b", 3.0, 0.0)[:, None]
-    >>> Y = ComBat().fit_transform(X, batch)
+    >>> Y = ComBat().fit_transform(X, batch=batch)
     >>> bool(abs(Y[batch == "b"].mean() - Y[batch == "a"].mean()) < 0.2)
     True
-    >>> ComBat().fit(X, batch).transform(X[:2], ["c", "a"])
+    >>> ComBat().fit(X, batch=batch).transform(X[:2], batch=["c", "a"])
     Traceback (most recent call last):
     ...
     harmony.harmonize.inputs.HarmonizationError: batch 'c' (sample row 0) was not seen in fit (batches: ['a', 'b'])
+
+    In a Pipeline, with metadata routing, each training fold fits its own ComBat and the held-out fold is
+    harmonized with it:
+
+    >>> import sklearn
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.model_selection import cross_val_score
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> y = rng.integers(0, 2, 40)
+    >>> with sklearn.config_context(enable_metadata_routing=True):
+    ...     scores = cross_val_score(make_pipeline(ComBat(), StandardScaler(), LogisticRegression()), X, y,
+    ...                              cv=4, params={"batch": batch})
+    >>> scores.shape
+    (4,)
     """
 
+    # batch and covariates are per-sample metadata every fit and transform needs: requested by default
+    __metadata_request__fit = {"batch": True, "covariates": True}
+    __metadata_request__transform = {"batch": True, "covariates": True}
+
     def __init__(self, parametric: bool = True, eb: bool = True, mean_only: bool = False,
-                 ref_batch: str | None = None, transform: str | None = None):
+                 ref_batch: str | None = None, feature_transform: str | None = None):
         self.parametric = parametric
         self.eb = eb
         self.mean_only = mean_only
         self.ref_batch = ref_batch
-        # stored under another name: an attribute called ``transform`` would hide the transform() method
-        self.feature_transform = transform
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"parametric": self.parametric, "eb": self.eb, "mean_only": self.mean_only,
-                "ref_batch": self.ref_batch, "transform": self.feature_transform}
-
-    def set_params(self, **params: Any) -> ComBat:
-        for key, value in params.items():
-            if key not in self.get_params():
-                raise ValueError(f"invalid parameter {key!r} for ComBat; valid: {sorted(self.get_params())}")
-            setattr(self, "feature_transform" if key == "transform" else key, value)
-        return self
+        self.feature_transform = feature_transform
 
     def _check_params(self) -> None:
         for name in ("parametric", "eb", "mean_only"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise HarmonizationError(f"ComBat: {name} must be true or false, got {getattr(self, name)!r}")
         if self.feature_transform is not None and self.feature_transform not in TRANSFORMS:
-            raise HarmonizationError(f"ComBat: transform must be None or one of {list(TRANSFORMS)}, "
+            raise HarmonizationError(f"ComBat: feature_transform must be None or one of {list(TRANSFORMS)}, "
                                      f"got {self.feature_transform!r}")
 
-    def fit(self, X: Any, batch: Any, covariates: pd.DataFrame | None = None) -> ComBat:
-        """Learn the ComBat estimates from ``X`` (samples x features), its batches and covariates."""
+    def fit(self, X: Any, y: Any = None, *, batch: Any = None, covariates: pd.DataFrame | None = None) -> ComBat:
+        """Learn the ComBat estimates from ``X``, its batches and covariates.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Finite feature values, one row per sample.
+        y : None
+            Ignored (accepted so that ComBat can be a Pipeline step); it is not the batch.
+        batch : array-like of shape (n_samples,)
+            Required: the batch (scanner, site) of each sample, compared as text.
+        covariates : DataFrame of shape (n_samples, n_covariates), optional
+            Biological covariates whose effects are preserved; numeric columns continuous, others
+            categorical.
+
+        Returns
+        -------
+        self : ComBat
+        """
+        _require_batch("fit", batch, y)
         self._check_params()
         values, names, samples = _as_matrix(X)
         n, n_feat = values.shape
@@ -361,9 +415,25 @@ class ComBat(BaseEstimator):
             raise HarmonizationError(f"X has {values.shape[1]} features, the model was fitted on {self.n_features_in_}")
         return values, names, samples, X.columns if isinstance(X, pd.DataFrame) else None
 
-    def transform(self, X: Any, batch: Any, covariates: pd.DataFrame | None = None) -> Any:
-        """Harmonize samples from batches seen in fit, with their own covariates; returns X's type and layout."""
+    def transform(self, X: Any, *, batch: Any = None, covariates: pd.DataFrame | None = None) -> Any:
+        """Harmonize samples from batches seen in fit, with their own covariates.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            The features of fit (a DataFrame's columns are matched by name, in any order).
+        batch : array-like of shape (n_samples,)
+            Required: each sample's batch, one of ``batches_``.
+        covariates : DataFrame of shape (n_samples, n_covariates), optional
+            The covariates of fit (required when the model was fitted with covariates).
+
+        Returns
+        -------
+        X_harmonized : ndarray or DataFrame of shape (n_samples, n_features)
+            X's type, index and column order.
+        """
         check_is_fitted(self)
+        _require_batch("transform", batch)
         values, names, samples, columns = self._features_of(X)
         n = values.shape[0]
         labels = _as_batch(batch, n, samples)
@@ -389,14 +459,41 @@ class ComBat(BaseEstimator):
             return pd.DataFrame(out, index=X.index, columns=columns)[X.columns]
         return out
 
-    def fit_transform(self, X: Any, batch: Any, covariates: pd.DataFrame | None = None) -> Any:
-        """``fit(X, batch, covariates).transform(X, batch, covariates)``."""
-        return self.fit(X, batch, covariates).transform(X, batch, covariates)
+    def fit_transform(self, X: Any, y: Any = None, *, batch: Any = None,
+                      covariates: pd.DataFrame | None = None) -> Any:
+        """Fit on ``X`` and harmonize it: :meth:`fit`, then :meth:`transform` with the same batch and covariates.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Finite feature values, one row per sample.
+        y : None
+            Ignored; it is not the batch.
+        batch : array-like of shape (n_samples,)
+            Required: the batch of each sample (see :meth:`fit`).
+        covariates : DataFrame of shape (n_samples, n_covariates), optional
+            Biological covariates whose effects are preserved.
+
+        Returns
+        -------
+        X_harmonized : ndarray or DataFrame of shape (n_samples, n_features)
+            X's type, index and column order.
+        """
+        _require_batch("fit_transform", batch, y)
+        return self.fit(X, y, batch=batch, covariates=covariates).transform(X, batch=batch, covariates=covariates)
 
     # -- persistence: versioned JSON, no pickle ----------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """The fitted model as plain JSON-ready data (format, versions, feature names, every fitted array)."""
+        """The fitted model as plain JSON-ready data (format, versions, feature names, every fitted array).
+
+        Returns
+        -------
+        dict of str to Any
+            ``format`` (:data:`MODEL_FORMAT`), ``format_version`` (:data:`MODEL_FORMAT_VERSION`),
+            ``harmony_version``, ``params`` (:meth:`get_params`) and the fitted attributes as lists;
+            :meth:`from_dict` reads it.
+        """
         check_is_fitted(self)
         return {
             "format": MODEL_FORMAT,
@@ -417,16 +514,43 @@ class ComBat(BaseEstimator):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<model>") -> ComBat:
-        """Rebuild a fitted model from :meth:`to_dict` output; refuses other formats and newer versions."""
+        """Rebuild a fitted model from :meth:`to_dict` output (any format version up to this one's).
+
+        Parameters renamed since the model was written are read under their new names; other formats,
+        newer versions and damaged data are refused.
+
+        Parameters
+        ----------
+        data : dict
+            What :meth:`to_dict` returned (e.g. read from a ``model.json``).
+        source : str, default "<model>"
+            Where ``data`` came from, for messages.
+
+        Returns
+        -------
+        ComBat
+            The fitted model.
+
+        Raises
+        ------
+        HarmonizationError
+            When ``data`` is not a harmony ComBat model, its format version is not supported, or it is
+            damaged (missing keys, wrong types, array shapes that do not match).
+        """
         if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
             raise HarmonizationError(f"{source}: not a harmony ComBat model (format "
                                      f"{data.get('format') if isinstance(data, dict) else None!r})")
         version = data.get("format_version")
-        if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MODEL_FORMAT_VERSION:
+            newer = isinstance(version, int) and version > MODEL_FORMAT_VERSION
             raise HarmonizationError(f"{source}: model format_version {version!r} is not supported (this harmony "
-                                     f"reads up to {MODEL_FORMAT_VERSION}); upgrade harmony")
+                                     f"reads 1 to {MODEL_FORMAT_VERSION}){'; upgrade harmony' if newer else ''}")
         try:
-            model = cls(**data["params"])
+            params = dict(data["params"])
+            for last, renamed in _RENAMED_PARAMS.items():
+                if version <= last:
+                    params = {renamed.get(key, key): value for key, value in params.items()}
+            model = cls(**params)
             model.n_features_in_ = int(data["n_features"])
             if data["feature_names"] is not None:
                 model.feature_names_in_ = np.array(data["feature_names"], dtype=object)
@@ -442,18 +566,66 @@ class ComBat(BaseEstimator):
         except (KeyError, TypeError, ValueError) as exc:
             raise HarmonizationError(f"{source}: damaged ComBat model ({type(exc).__name__}: {exc})") from None
         n_varying, n_batch = int((~model.constant_).sum()), len(model.batches_)
-        if model.constant_.size != model.n_features_in_ or model.gamma_star_.shape != (n_batch, n_varying):
+        n_terms = sum(len(c.terms) for c in model.covariates_)
+        if model.covariate_coef_.size == 0 and n_terms * n_varying == 0:  # JSON keeps no shape for an empty matrix
+            model.covariate_coef_ = np.zeros((n_terms, n_varying))
+        if (model.constant_.size != model.n_features_in_ or model.gamma_star_.shape != (n_batch, n_varying)
+                or model.covariate_coef_.shape != (n_terms, n_varying)):
             raise HarmonizationError(f"{source}: damaged ComBat model (array shapes do not match "
                                      f"{model.n_features_in_} features and {n_batch} batches)")
         return model
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted model as versioned JSON (atomically)."""
+        """Write the fitted model as versioned JSON (atomically).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write (conventionally ``model.json``).
+
+        Returns
+        -------
+        Path
+            The file written.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> X, batch = rng.normal(size=(20, 3)), np.repeat(["a", "b"], 10)
+        >>> covariates = pd.DataFrame({"age": rng.uniform(20, 80, 20)})
+        >>> model = ComBat().fit(X, batch=batch, covariates=covariates)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     again = ComBat.load(model.save(f"{folder}/model.json"))
+        >>> before, after = (m.transform(X, batch=batch, covariates=covariates) for m in (model, again))
+        >>> bool(np.allclose(before, after, rtol=0, atol=1e-12))
+        True
+        """
         return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ComBat:
-        """Read a model written by :meth:`save`."""
+        """Read a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A JSON file written by :meth:`save` (by this or an earlier harmony).
+
+        Returns
+        -------
+        ComBat
+            The fitted model.
+
+        Raises
+        ------
+        HarmonizationError
+            When the file is not a supported, intact ComBat model (see :meth:`from_dict`).
+        HarmonyError
+            When the file cannot be read or is not JSON.
+        """
         return cls.from_dict(read_json(path), source=str(path))
 
 

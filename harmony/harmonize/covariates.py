@@ -11,10 +11,26 @@ import pandas as pd
 
 from harmony.harmonize.inputs import HarmonizationError, _aligned, _sample
 
+__all__ = ["Covariate", "fit_covariates", "covariate_matrix"]
+
 
 @dataclass(frozen=True)
 class Covariate:
-    """One covariate column as fitted: continuous (``levels is None``) or categorical with its sorted levels."""
+    """One covariate column as fitted: continuous (``levels is None``) or categorical with its sorted levels.
+
+    Parameters
+    ----------
+    name : str
+        The column name.
+    levels : tuple of str, optional
+        The categorical levels seen in fit, sorted (the first is the reference level, dropped from the
+        design); None for a continuous covariate.
+
+    Examples
+    --------
+    >>> Covariate("age").terms, Covariate("sex", ("F", "M")).terms
+    (['age'], ['sex[M]'])
+    """
 
     name: str
     levels: tuple[str, ...] | None = None
@@ -26,7 +42,34 @@ class Covariate:
 
 
 def fit_covariates(covariates: pd.DataFrame | None) -> list[Covariate]:
-    """Learn the encoding of each covariate column (numeric: continuous; text, category, bool: categorical)."""
+    """Learn the encoding of each covariate column (numeric: continuous; text, category, bool: categorical).
+
+    Parameters
+    ----------
+    covariates : DataFrame, optional
+        One column per covariate, one row per sample.
+
+    Returns
+    -------
+    list of Covariate
+        One per column, in column order; empty when ``covariates`` is None.
+
+    Raises
+    ------
+    HarmonizationError
+        When ``covariates`` is not a DataFrame.
+
+    Warns
+    -----
+    UserWarning
+        For a categorical covariate with a single level.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> fit_covariates(pd.DataFrame({"age": [50.0, 61.0], "sex": ["M", "F"]}))
+    [Covariate(name='age', levels=None), Covariate(name='sex', levels=('F', 'M'))]
+    """
     if covariates is None:
         return []
     if not isinstance(covariates, pd.DataFrame):
@@ -45,7 +88,41 @@ def fit_covariates(covariates: pd.DataFrame | None) -> list[Covariate]:
 
 def covariate_matrix(specs: Sequence[Covariate], covariates: pd.DataFrame | None, n: int,
                      samples: list | None = None) -> np.ndarray:
-    """The covariate part of the design (n x terms), encoded with the fitted levels."""
+    """The covariate part of the design (n x terms), encoded with the fitted levels.
+
+    Parameters
+    ----------
+    specs : sequence of Covariate
+        The encodings from :func:`fit_covariates`.
+    covariates : DataFrame, optional
+        The covariate columns of ``specs`` (any order), one row per sample; None only when ``specs`` is empty.
+    n : int
+        The number of samples.
+    samples : list, optional
+        X's sample labels: a ``covariates`` frame with the same labels in another order is aligned to them,
+        and messages name the sample.
+
+    Returns
+    -------
+    ndarray of shape (n, n_terms)
+        Continuous covariates as they are, categorical ones one-hot without their first level, in the order
+        of :attr:`Covariate.terms`.
+
+    Raises
+    ------
+    HarmonizationError
+        When the columns differ from ``specs``, a value is missing or not finite, a level was not seen in fit,
+        or the rows do not match ``n`` or ``samples``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> covariates = pd.DataFrame({"age": [50.0, 61.0, 47.0], "sex": ["M", "F", "M"]})
+    >>> covariate_matrix(fit_covariates(covariates), covariates, 3)
+    array([[50.,  1.],
+           [61.,  0.],
+           [47.,  1.]])
+    """
     if not specs:
         if covariates is not None and len(covariates.columns):
             raise HarmonizationError(f"covariates {list(map(str, covariates.columns))} given, but the model was "

@@ -15,10 +15,29 @@ from harmony.core.files import read_table
 from harmony.harmonize.combat import ComBat
 from harmony.harmonize.inputs import HarmonizationError
 
+__all__ = ["read_cases", "harmonization_inputs", "harmonize_features"]
+
 # -- the features table -----------------------------------------------------------------------------
 
 def read_cases(path: str | os.PathLike) -> pd.DataFrame:
-    """A cases table for harmonization: a cases CSV (image files not checked) or a cases Parquet file."""
+    """A cases table for harmonization: a cases CSV (image files not checked) or a cases Parquet file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.csv`` file is read as a cases CSV (:func:`~harmony.core.cases.load_cases`); any other file as a
+        table of :data:`~harmony.core.schema.CASES`.
+
+    Returns
+    -------
+    DataFrame
+        The cases table, validated against :data:`~harmony.core.schema.CASES`.
+
+    Raises
+    ------
+    HarmonyError
+        When the file is missing or not a valid cases table (the subclass says which).
+    """
     path = Path(path)
     if path.suffix.lower() == ".csv":
         return load_cases(path, check_files=False)
@@ -33,6 +52,46 @@ def harmonization_inputs(features: pd.DataFrame, cases: pd.DataFrame | None = No
     The rows are those of the ``original`` variant, first repeat of each case: one row per case and
     feature (perturbed variants measure reliability, not subjects). ``batch`` is a column of ``cases`` or,
     for ``site``, of the features table; ``covariates`` are columns of ``cases``.
+
+    Parameters
+    ----------
+    features : DataFrame
+        A long features table (:data:`~harmony.core.schema.FEATURES`).
+    cases : DataFrame, optional
+        A cases table (:data:`~harmony.core.schema.CASES`) holding every case of ``features``; needed for a
+        batch column other than ``site`` and for covariates.
+    batch : str, default "site"
+        The column holding each case's batch (scanner, site).
+    covariates : sequence of str, default ()
+        Columns of ``cases`` whose effects ComBat preserves.
+
+    Returns
+    -------
+    rows : DataFrame
+        The rows harmonized: the ``original`` variant, first repeat of each case.
+    X : DataFrame
+        ``rows`` as cases (index ``case_id``) x features.
+    batch : Series
+        Each case's batch, in X's row order.
+    covariates : DataFrame or None
+        The covariate columns, in X's row order; None without covariates.
+
+    Raises
+    ------
+    HarmonizationError
+        When there are no ``original`` rows, a case is not in ``cases``, or the batch or a covariate column
+        is missing.
+    SchemaError
+        When ``features`` or ``cases`` does not fit its table spec.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from harmony.harmonize import simulate_site_features
+    >>> cases, features = simulate_site_features(n_cases=8, n_features=3, rng=np.random.default_rng(0))
+    >>> rows, X, batch, covariates = harmonization_inputs(features, cases, covariates=["age"])
+    >>> X.shape, batch.tolist()[:3], list(covariates.columns)
+    ((8, 3), ['scanner1', 'scanner2', 'scanner3'], ['age'])
     """
     features = schema.FEATURES.validate(features, "harmonize_features")
     rows = features[features[schema.VARIANT_ID] == schema.ORIGINAL]
@@ -73,10 +132,53 @@ def harmonization_inputs(features: pd.DataFrame, cases: pd.DataFrame | None = No
 def harmonize_features(features: pd.DataFrame, cases: pd.DataFrame | None = None, *, batch: str = schema.SITE,
                        covariates: Sequence[str] | None = None, model: ComBat | None = None,
                        **combat_kwargs: Any) -> pd.DataFrame:
-    """Harmonize the original variant's features: a :data:`~harmony.schema.HARMONIZED` table (raw + combat).
+    """Harmonize the original variant's features: a :data:`~harmony.core.schema.HARMONIZED` table (raw + combat).
 
     Fits ``ComBat(**combat_kwargs)`` on all cases, or applies a fitted ``model`` (whose covariates are used
     when ``covariates`` is None). See :func:`harmonization_inputs` for which rows are harmonized.
+
+    Parameters
+    ----------
+    features : DataFrame
+        A long features table (:data:`~harmony.core.schema.FEATURES`).
+    cases : DataFrame, optional
+        A cases table holding the batch column (unless it is ``site``) and the covariates.
+    batch : str, default "site"
+        The column holding each case's batch (scanner, site).
+    covariates : sequence of str, optional
+        Columns of ``cases`` whose effects ComBat preserves; by default none, or the fitted ``model``'s.
+    model : ComBat, optional
+        A fitted model to apply instead of fitting one.
+    **combat_kwargs
+        Options of :class:`~harmony.harmonize.combat.ComBat` (e.g. ``parametric=False``), when no ``model``.
+
+    Returns
+    -------
+    DataFrame
+        The harmonized rows twice, with a ``stage`` column: ``raw`` (the values as given) and ``combat``
+        (harmonized), validated against :data:`~harmony.core.schema.HARMONIZED`.
+
+    Raises
+    ------
+    HarmonizationError
+        When both ``model`` and ComBat options are given, or the inputs cannot be harmonized (see
+        :func:`harmonization_inputs` and :class:`~harmony.harmonize.combat.ComBat`).
+
+    See Also
+    --------
+    harmony.harmonize.harmonization_metrics : the site effect and the biology, per stage, of the result.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from harmony.harmonize import simulate_site_features, site_effects
+    >>> cases, features = simulate_site_features(n_cases=40, n_features=5, rng=np.random.default_rng(0))
+    >>> harmonized = harmonize_features(features, cases, covariates=["age", "group"])
+    >>> harmonized.groupby("stage").size().to_dict()
+    {'combat': 200, 'raw': 200}
+    >>> combat = harmonized[harmonized["stage"] == "combat"]
+    >>> int(site_effects(features)["significant"].sum()), int(site_effects(combat)["significant"].sum())
+    (16, 0)
     """
     if model is not None and combat_kwargs:
         raise HarmonizationError(f"give a fitted model or ComBat options, not both (got {sorted(combat_kwargs)})")
@@ -84,8 +186,8 @@ def harmonize_features(features: pd.DataFrame, cases: pd.DataFrame | None = None
         covariates = [c.name for c in model.covariates_] if model is not None else []
     rows, X, labels, cov = harmonization_inputs(features, cases, batch=batch, covariates=covariates)
     if model is None:
-        model = ComBat(**combat_kwargs).fit(X, labels, cov)
-    harmonized = model.transform(X, labels, cov)
+        model = ComBat(**combat_kwargs).fit(X, batch=labels, covariates=cov)
+    harmonized = model.transform(X, batch=labels, covariates=cov)
     long = harmonized.rename_axis(index=schema.CASE_ID, columns=schema.FEATURE).stack().rename(schema.VALUE)
     combat = rows.drop(columns=[schema.VALUE]).join(long, on=[schema.CASE_ID, schema.FEATURE])
     out = pd.concat([rows.assign(**{schema.STAGE: "raw"}), combat.assign(**{schema.STAGE: "combat"})],

@@ -11,6 +11,8 @@ import pandas as pd
 
 from harmony.core.errors import HarmonyError
 
+__all__ = ["HarmonizationError"]
+
 
 class HarmonizationError(HarmonyError):
     """Input ComBat cannot harmonize: the message names the feature, sample, batch or covariate."""

@@ -29,38 +29,24 @@ from harmony.core.errors import HarmonyError
 from harmony.core.schema import Column, TableSpec
 from harmony.harmonize.covariates import covariate_matrix, fit_covariates
 
+__all__ = ["TEST", "STATISTIC", "PVALUE", "PVALUE_BH", "SIGNIFICANT", "TRUTH", "TERM", "STD_ERROR", "SITE_TESTS",
+           "SITE_EFFECTS", "SUMMARY", "TRUTH_CORRELATION", "COVARIATE_EFFECTS", "MetricsError", "welch_anova",
+           "site_effects", "site_classifier_accuracy", "truth_correlations", "covariate_effects",
+           "harmonization_metrics"]
+
 # -- column names of the metrics tables (the one place they are spelled) ---------------------------
 TEST = "test"
-
-
 STATISTIC = "statistic"
-
-
 PVALUE = "pvalue"
-
-
 PVALUE_BH = "pvalue_bh"
-
-
 SIGNIFICANT = "significant"
-
-
 TRUTH = "truth"
-
-
 TERM = "term"
-
-
 STD_ERROR = "se"
-
-
 #: Column the batch labels are joined into, whatever the batch column is called.
 _BATCH = "__batch__"
-
-
+#: The site tests of :func:`site_effects`, in their row order.
 SITE_TESTS = ("welch_anova", "anova", "kruskal_wallis", "anderson_darling")
-
-
 SITE_EFFECTS = TableSpec(
     "site_effects",
     tuple(Column(*c) for c in ((schema.FEATURE, "str"), (schema.STAGE, "str"), (TEST, "str", False, SITE_TESTS),
@@ -132,6 +118,21 @@ def _per_subject(data: pd.DataFrame, subject: str, column: str) -> pd.Series:
 def welch_anova(groups: Sequence[np.ndarray]) -> tuple[float, float]:
     """Welch's heteroscedastic one-way ANOVA: (F, p).
 
+    Parameters
+    ----------
+    groups : sequence of ndarray
+        The values of each group (at least two, each with at least two values).
+
+    Returns
+    -------
+    F : float
+        Welch's F statistic; NaN when undefined (e.g. a group without variance).
+    p : float
+        Its p-value from the F distribution with ``k - 1`` and Welch's denominator degrees of freedom;
+        NaN when F is.
+
+    Examples
+    --------
     >>> welch_anova([np.array([1.0, 2, 3, 4]), np.array([2.0, 4, 6, 8, 9])])  # doctest: +ELLIPSIS
     (5.29..., 0.0625...)
     """
@@ -172,6 +173,40 @@ def site_effects(data: pd.DataFrame, *, site: str = schema.SITE, subject: str = 
 
     Missing values are dropped feature by feature; a feature that is constant, or has fewer than two
     sites with values, gets NaN and is not significant.
+
+    Parameters
+    ----------
+    data : DataFrame
+        A long table, one value a row, one subject per ``subject`` and ``feature`` pair.
+    site : str, default "site"
+        The column holding each subject's site (batch); constant within a subject.
+    subject, feature, value : str, default "case_id", "feature", "value"
+        The columns holding the subject, the feature name and its value.
+    alpha : float, default 0.05
+        The level a BH-adjusted p-value must fall below to be significant.
+
+    Returns
+    -------
+    DataFrame
+        One row per feature and test of :data:`SITE_TESTS`: the ``feature`` column, ``test``,
+        ``statistic``, ``pvalue``, ``pvalue_bh`` and ``significant``.
+
+    Raises
+    ------
+    MetricsError
+        When a column is missing, a subject has more than one value of a feature, or the site is not
+        constant within a subject.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from harmony.harmonize import simulate_site_features
+    >>> cases, features = simulate_site_features(n_cases=40, n_features=5, rng=np.random.default_rng(0))
+    >>> effects = site_effects(features)
+    >>> effects.columns.tolist()
+    ['feature', 'test', 'statistic', 'pvalue', 'pvalue_bh', 'significant']
+    >>> effects.groupby("test")["significant"].sum().to_dict()
+    {'anderson_darling': 4, 'anova': 4, 'kruskal_wallis': 4, 'welch_anova': 4}
     """
     wide = _wide(data, subject, feature, value)
     sites = _per_subject(data, subject, site).reindex(wide.index).to_numpy()
@@ -200,19 +235,66 @@ def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, sub
                              covariates: pd.DataFrame | None = None) -> dict[str, float]:
     """Cross-validated accuracy of predicting the site from the features, and the chance level.
 
-    Logistic regression on standardised features (features with missing values are left out), stratified
-    k-fold (k = ``n_splits``, or the smallest site's size when that is smaller) shuffled by
-    ``random_state``. With ``harmonizer`` (an unfitted :class:`~harmony.harmonize.ComBat`, and the
-    ``covariates`` it needs, indexed by subject), the values are taken as raw and a clone of it is fitted
-    on each training fold and applied to both folds. That is the honest accuracy after harmonization:
-    cross-validating on values harmonized with all subjects is biased *below* chance, because each
-    held-out subject pulled its own site's fitted mean towards itself. Accuracy is NaN when a site has
-    fewer than 2 subjects (or the in-fold harmonization fails, e.g. a site too small for a fold), with a
-    RuntimeWarning saying why.
+    Logistic regression on standardised features (features with missing values are left out), scored by
+    :func:`sklearn.model_selection.cross_val_score` over a stratified k-fold (k = ``n_splits``, or the
+    smallest site's size when that is smaller) shuffled by ``random_state``.
+
+    With ``harmonizer`` (an unfitted :class:`~harmony.harmonize.ComBat`, and the ``covariates`` it needs,
+    indexed by subject), the values are taken as raw and the harmonizer is the first step of the
+    pipeline: fitted on each training fold and applied to both folds, its batch (the site) and covariates
+    routed to it per fold by scikit-learn's metadata routing (enabled here only). That is the honest
+    accuracy after harmonization: cross-validating on values harmonized with all subjects is biased
+    *below* chance, because each held-out subject pulled its own site's fitted mean towards itself.
+
+    Parameters
+    ----------
+    data : DataFrame
+        A long table, one value a row, one subject per ``subject`` and ``feature`` pair.
+    site : str, default "site"
+        The column holding each subject's site; constant within a subject.
+    subject, feature, value : str, default "case_id", "feature", "value"
+        The columns holding the subject, the feature name and its value.
+    n_splits : int, default 5
+        Number of folds (fewer when the smallest site has fewer subjects).
+    random_state : int, default 0
+        Seed of the fold shuffle.
+    harmonizer : ComBat, optional
+        An unfitted harmonizer, refitted on each training fold.
+    covariates : DataFrame, optional
+        The harmonizer's covariates, indexed by subject.
+
+    Returns
+    -------
+    dict of str to float
+        ``accuracy`` (mean over the folds), ``chance`` (the largest site's share) and ``folds`` (k).
+
+    Raises
+    ------
+    MetricsError
+        When a column is missing, a subject has more than one value of a feature, or the site is not
+        constant within a subject.
+
+    Warns
+    -----
+    RuntimeWarning
+        When the accuracy is NaN: fewer than 2 sites, a site with fewer than 2 subjects, ``n_splits`` below
+        2, no feature without missing values, or the in-fold harmonization fails (e.g. a site too small for
+        a fold).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from harmony.harmonize import ComBat, simulate_site_features
+    >>> cases, features = simulate_site_features(n_cases=80, n_features=10, rng=np.random.default_rng(0))
+    >>> raw = site_classifier_accuracy(features)
+    >>> harmonized = site_classifier_accuracy(features, harmonizer=ComBat())
+    >>> bool(raw["accuracy"] > 0.8 > 0.5 > harmonized["accuracy"]), raw["chance"], raw["folds"]
+    (True, 0.25, 5.0)
     """
-    from sklearn.base import clone
+    from sklearn import config_context
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -230,32 +312,61 @@ def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, sub
     if undefined:
         warnings.warn(f"site classifier accuracy is NaN: {undefined[0]}", RuntimeWarning, stacklevel=2)
         return result
-    X = wide.to_numpy()
-    cov = None if covariates is None else covariates.reindex(wide.index).reset_index(drop=True)
-    scores = []
-    for train, test in StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state).split(X, sites):
-        X_train, X_test = X[train], X[test]
-        if harmonizer is not None:
-            part = (lambda idx: None) if cov is None else (lambda idx: cov.iloc[idx].reset_index(drop=True))
-            try:
-                fitted = clone(harmonizer).fit(X_train, sites[train], part(train))
-            except HarmonyError as exc:
-                warnings.warn(f"site classifier accuracy is NaN: ComBat failed on a training fold ({exc})",
-                              RuntimeWarning, stacklevel=2)
-                return result
-            X_train = fitted.transform(X_train, sites[train], part(train))
-            X_test = fitted.transform(X_test, sites[test], part(test))
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scores.append(model.fit(X_train, sites[train]).score(X_test, sites[test]))
+    steps = [StandardScaler(), LogisticRegression(max_iter=2000)]
+    metadata = {}
+    if harmonizer is not None:
+        steps.insert(0, harmonizer)  # cross_val_score fits a clone per fold
+        metadata = {"batch": sites} if covariates is None else {"batch": sites,
+                                                               "covariates": covariates.reindex(wide.index)}
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
+    try:
+        with config_context(enable_metadata_routing=True), warnings.catch_warnings():
+            # the classifier's own warnings (convergence, overflow in its solver); the harmonizer's stay
+            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"sklearn\.")
+            scores = cross_val_score(make_pipeline(*steps), wide.to_numpy(), sites, cv=cv, params=metadata,
+                                     error_score="raise")
+    except HarmonyError as exc:
+        warnings.warn(f"site classifier accuracy is NaN: ComBat failed on a cross-validation fold ({exc})",
+                      RuntimeWarning, stacklevel=2)
+        return result
     result["accuracy"] = float(np.mean(scores))
     return result
 
 
 def truth_correlations(data: pd.DataFrame, truth: pd.DataFrame, *, subject: str = schema.CASE_ID,
                        feature: str = schema.FEATURE, value: str = schema.VALUE) -> pd.DataFrame:
-    """Pearson correlation of each feature with each column of ``truth`` (indexed by subject)."""
+    """Pearson correlation of each feature with each column of ``truth`` (indexed by subject).
+
+    Parameters
+    ----------
+    data : DataFrame
+        A long table, one value a row, one subject per ``subject`` and ``feature`` pair.
+    truth : DataFrame
+        The known truths, one column each, indexed by subject; subjects missing from it get NaN.
+    subject, feature, value : str, default "case_id", "feature", "value"
+        The columns holding the subject, the feature name and its value.
+
+    Returns
+    -------
+    DataFrame
+        One row per truth column and feature: the ``feature`` column, ``truth`` and ``estimate`` (Pearson's
+        r).
+
+    Raises
+    ------
+    MetricsError
+        When a column is missing or a subject has more than one value of a feature.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from harmony.harmonize import simulate_site_features
+    >>> cases, features = simulate_site_features(n_cases=40, n_features=5, rng=np.random.default_rng(0))
+    >>> r = truth_correlations(features, cases.set_index("case_id")[["truth_size", "truth_texture"]])
+    >>> r.shape, r.columns.tolist()
+    ((10, 3), ['feature', 'truth', 'estimate'])
+    """
     wide = _wide(data, subject, feature, value)
     truth = truth.reindex(wide.index)
     rows = [(name, str(t), r) for t in truth.columns
@@ -269,6 +380,37 @@ def covariate_effects(data: pd.DataFrame, covariates: pd.DataFrame, *, subject: 
 
     Covariates are encoded as in ComBat (numeric: continuous; otherwise one-hot without the first level).
     Features with missing values get NaN.
+
+    Parameters
+    ----------
+    data : DataFrame
+        A long table, one value a row, one subject per ``subject`` and ``feature`` pair.
+    covariates : DataFrame
+        The covariate columns, indexed by subject.
+    subject, feature, value : str, default "case_id", "feature", "value"
+        The columns holding the subject, the feature name and its value.
+
+    Returns
+    -------
+    DataFrame
+        One row per feature and covariate term (``age``, ``group[patient]``, ...): the ``feature`` column,
+        ``term``, ``estimate``, ``se`` and ``pvalue`` (two-sided t test).
+
+    Raises
+    ------
+    MetricsError
+        When a column is missing or a subject has more than one value of a feature.
+    HarmonizationError
+        When a covariate value is missing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from harmony.harmonize import simulate_site_features
+    >>> cases, features = simulate_site_features(n_cases=40, n_features=5, rng=np.random.default_rng(0))
+    >>> effects = covariate_effects(features, cases.set_index("case_id")[["age", "group"]])
+    >>> effects["term"].unique().tolist(), effects.columns.tolist()[2:]
+    (['age', 'group[patient]'], ['estimate', 'se', 'pvalue'])
     """
     wide = _wide(data, subject, feature, value)
     covariates = covariates.reindex(wide.index)
@@ -299,8 +441,55 @@ def harmonization_metrics(harmonized: pd.DataFrame, cases: pd.DataFrame | None =
     (see :func:`site_classifier_accuracy`); without it, on the harmonized values as given.
 
     ``batch`` is a column of ``cases`` or of the table itself; ``covariates`` and the ``truth_*`` columns
-    come from ``cases``. Returns the tables ``site_effects``, ``summary``, ``truth_correlation`` and
-    ``covariate_effects`` (validated against the specs of this module).
+    come from ``cases``.
+
+    Parameters
+    ----------
+    harmonized : DataFrame
+        A harmonized table (:data:`~harmony.core.schema.HARMONIZED`), e.g. from
+        :func:`~harmony.harmonize.features.harmonize_features`.
+    cases : DataFrame, optional
+        The cases table: the batch column (unless it is ``site``), the covariates and the ``truth_*``
+        columns.
+    batch : str, default "site"
+        The column holding each case's batch.
+    covariates : sequence of str, default ()
+        Columns of ``cases`` whose effects are estimated (:func:`covariate_effects`).
+    alpha : float, default 0.05
+        Significance level of the site tests (:func:`site_effects`).
+    n_splits : int, default 5
+        Folds of the site classifier (:func:`site_classifier_accuracy`).
+    random_state : int, default 0
+        Seed of the classifier's fold shuffle.
+    harmonizer : ComBat, optional
+        An unfitted ComBat with the options used, refitted in each fold for the ``combat`` stage.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``site_effects`` (:data:`SITE_EFFECTS`), ``summary`` (:data:`SUMMARY`), ``truth_correlation``
+        (:data:`TRUTH_CORRELATION`) and ``covariate_effects`` (:data:`COVARIATE_EFFECTS`), each with a
+        ``stage`` column and validated against its spec.
+
+    Raises
+    ------
+    MetricsError
+        When the batch or a covariate column is missing, or a case has no batch.
+    SchemaError
+        When ``harmonized`` does not fit :data:`~harmony.core.schema.HARMONIZED`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from harmony.harmonize import harmonize_features, simulate_site_features
+    >>> cases, features = simulate_site_features(n_cases=32, n_features=4, site_shift=2.0,
+    ...                                          rng=np.random.default_rng(0))
+    >>> metrics = harmonization_metrics(harmonize_features(features, cases), cases, n_splits=3)
+    >>> sorted(metrics)
+    ['covariate_effects', 'site_effects', 'summary', 'truth_correlation']
+    >>> summary = metrics["summary"].set_index(["stage", "metric"])["estimate"]
+    >>> summary.loc[:, "welch_anova_fraction_significant"].to_dict()
+    {'raw': 1.0, 'combat': 0.0}
     """
     table = schema.HARMONIZED.validate(harmonized, "harmonization_metrics")
     case_ids = pd.Index(table[schema.CASE_ID].unique(), name=schema.CASE_ID)

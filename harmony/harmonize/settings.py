@@ -6,8 +6,13 @@ from typing import Any
 
 from harmony.core import schema
 from harmony.core.config import Field, Section
-from harmony.harmonize.transforms import TRANSFORMS
 
+__all__ = ["TRANSFORMS", "SETTINGS", "combat_options"]
+
+#: The per-feature transforms ComBat can apply before harmonizing and invert after (``feature_transform``).
+TRANSFORMS = ("log", "yeo-johnson", "quantile-normal")
+
+#: The ``[harmonization]`` section of an experiment config.
 SETTINGS = Section(
     {
         "enabled": Field(bool, True, doc="Harmonize the original features with ComBat."),
@@ -27,10 +32,25 @@ SETTINGS = Section(
 def combat_options(settings: dict) -> dict[str, Any]:
     """:class:`ComBat` keyword arguments from a validated ``[harmonization]`` section.
 
+    The ``transform`` key is ComBat's ``feature_transform``.
+
+    Parameters
+    ----------
+    settings : dict
+        The ``[harmonization]`` section, validated against :data:`SETTINGS`.
+
+    Returns
+    -------
+    dict of str to Any
+        ``parametric``, ``eb``, ``mean_only``, ``ref_batch`` (None when empty) and ``feature_transform``
+        (None for ``"none"``).
+
+    Examples
+    --------
     >>> from harmony.core.config import validate
     >>> combat_options(validate({"transform": "log"}, SETTINGS))
-    {'parametric': True, 'eb': True, 'mean_only': False, 'ref_batch': None, 'transform': 'log'}
+    {'parametric': True, 'eb': True, 'mean_only': False, 'ref_batch': None, 'feature_transform': 'log'}
     """
     return {"parametric": settings["parametric"], "eb": settings["eb"], "mean_only": settings["mean_only"],
             "ref_batch": settings["ref_batch"] or None,
-            "transform": None if settings["transform"] == "none" else settings["transform"]}
+            "feature_transform": None if settings["transform"] == "none" else settings["transform"]}

@@ -19,9 +19,10 @@ import pandas as pd
 
 from harmony.core import schema
 
+__all__ = ["TRUTHS", "AGE", "GROUP", "simulate_site_features"]
+
+#: The latent truth columns of the simulated cases table.
 TRUTHS = (f"{schema.TRUTH_PREFIX}size", f"{schema.TRUTH_PREFIX}texture")
-
-
 #: Covariate columns of the simulated cases table.
 AGE, GROUP = "age", "group"
 
@@ -29,12 +30,43 @@ AGE, GROUP = "age", "group"
 def simulate_site_features(*, n_cases: int = 400, n_features: int = 50, n_sites: int = 4, skewed: bool = False,
                            site_shift: float = 1.0, site_scale: float = 0.3, shape: float = 0.6,
                            rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(cases, features): a cases table (site, age, group, truth_*) and the long features table.
+    """A simulated multi-site cohort: its cases table (site, age, group, truth_*) and long features table.
 
-    ``site_shift`` is the SD of the sites' location shifts in units of the feature's noise SD;
-    ``site_scale`` the SD of the log of the sites' noise scales; ``shape`` (skewed only) the SD of the log
-    of the sites' log-scale spreads. Sites are assigned in turn, so they are balanced.
+    Sites are assigned in turn, so they are balanced. See the module docstring for the model.
 
+    Parameters
+    ----------
+    n_cases : int, default 400
+        Number of subjects (``sim0000``, ``sim0001``, ...).
+    n_features : int, default 50
+        Number of features (``feature000``, ...).
+    n_sites : int, default 4
+        Number of sites (``scanner1``, ...).
+    skewed : bool, default False
+        Log-normal features whose sites differ in shape, instead of normal features with shifted means and
+        scaled noise.
+    site_shift : float, default 1.0
+        SD of the sites' location shifts, in units of the feature's noise SD (skewed: 0.05 times it, on
+        the log scale).
+    site_scale : float, default 0.3
+        SD of the log of the sites' noise scales (not skewed only).
+    shape : float, default 0.6
+        SD of the log of the sites' log-scale spreads (skewed only).
+    rng : numpy.random.Generator
+        The only source of randomness.
+
+    Returns
+    -------
+    cases : DataFrame
+        One row per subject: ``case_id``, ``site``, empty ``image`` and ``mask``, ``age``, ``group``
+        (``patient`` or ``control``) and the :data:`TRUTHS` (validated against
+        :data:`~harmony.core.schema.CASES`).
+    features : DataFrame
+        One row per subject and feature, all of variant ``original``, repeat 0 (validated against
+        :data:`~harmony.core.schema.FEATURES`).
+
+    Examples
+    --------
     >>> cases, features = simulate_site_features(n_cases=8, n_features=3, rng=np.random.default_rng(0))
     >>> cases[["site", "group"]].value_counts().shape[0] > 1, features.shape
     (True, (24, 6))

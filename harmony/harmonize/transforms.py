@@ -1,4 +1,4 @@
-"""Per-feature monotone transforms applied before ComBat and inverted after it (``ComBat(transform=...)``).
+"""Per-feature monotone transforms applied before ComBat and inverted after it (``ComBat(feature_transform=...)``).
 
 ComBat aligns the mean and variance of each site. Radiomic features are often strongly skewed, and when
 sites differ in shape, aligning means and variances on the raw scale can move the sites' medians apart.
@@ -28,9 +28,10 @@ import numpy as np
 from scipy import special, stats
 
 from harmony.core.errors import HarmonyError
+from harmony.harmonize.settings import TRANSFORMS
 
-TRANSFORMS = ("log", "yeo-johnson", "quantile-normal")
-
+__all__ = ["N_QUANTILES", "TransformError", "Identity", "Log", "YeoJohnson", "QuantileNormal", "make_transform",
+           "transform_from_dict"]
 
 #: Largest number of fitted quantiles per feature for ``"quantile-normal"`` (keeps model.json small).
 N_QUANTILES = 1000
@@ -45,30 +46,117 @@ def _sample_name(labels: Sequence | None, i: int) -> str:
 
 
 class Identity:
-    """No transform: ComBat on the features as they are."""
+    """No transform: ComBat on the features as they are.
 
+    It is also the interface of every transform here: :meth:`fit`, :meth:`forward`, :meth:`inverse`,
+    :meth:`to_dict` and :meth:`from_dict`, documented once here.
+    """
+
+    #: The transform's ``feature_transform`` name (None for the identity).
     name = None
 
     def fit(self, values: np.ndarray, features: Sequence[str], samples: Sequence | None = None) -> Identity:
+        """Learn the per-feature parameters from the training values (the identity and log learn none).
+
+        Parameters
+        ----------
+        values : ndarray of shape (n_samples, n_features)
+            Finite training values, one column per feature.
+        features : sequence of str
+            The feature names, for messages.
+        samples : sequence, optional
+            The sample labels, for messages (``row <i>`` when None).
+
+        Returns
+        -------
+        self
+            The fitted transform.
+
+        Raises
+        ------
+        TransformError
+            When a value is outside the transform's domain (``"log"``: a value <= 0) or a feature cannot be
+            mapped (``"quantile-normal"``: a single distinct quantile).
+        """
         return self
 
     def forward(self, values: np.ndarray, features: Sequence[str], samples: Sequence | None = None) -> np.ndarray:
+        """Transform values, one column per fitted feature, onto the scale ComBat works on.
+
+        Parameters
+        ----------
+        values : ndarray of shape (n_samples, n_features)
+            Values of the features of fit, in the same order.
+        features : sequence of str
+            The feature names, for messages.
+        samples : sequence, optional
+            The sample labels, for messages (``row <i>`` when None).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+            The transformed values.
+
+        Raises
+        ------
+        TransformError
+            When a value is outside the transform's domain (``"log"``: a value <= 0).
+        """
         return values
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
+        """Map values from the transformed scale back to the features' scale (inverts :meth:`forward`).
+
+        Parameters
+        ----------
+        values : ndarray of shape (n_samples, n_features)
+            Values on the transformed scale, e.g. harmonized by ComBat.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+            The values on the features' scale.
+
+        Warns
+        -----
+        RuntimeWarning
+            ``"yeo-johnson"`` only: when values lie beyond the range the transform can invert; they are set
+            to the feature's training minimum or maximum.
+        """
         return values
 
     def to_dict(self) -> dict:
+        """The fitted transform as plain JSON-ready data.
+
+        Returns
+        -------
+        dict
+            ``name`` and the fitted parameters; :meth:`from_dict` (or :func:`transform_from_dict`) reads it.
+        """
         return {"name": self.name}
 
     @classmethod
     def from_dict(cls, data: dict) -> Identity:
+        """Rebuild the fitted transform from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        data : dict
+            What :meth:`to_dict` returned.
+
+        Returns
+        -------
+        Identity
+            The fitted transform, of this class.
+        """
         return cls()
 
 
 class Log(Identity):
     """Natural logarithm of positive features.
 
+    Examples
+    --------
     >>> import numpy as np
     >>> t = Log().fit(np.array([[1.0], [np.e]]), ["f"])
     >>> t.forward(np.array([[np.e ** 2]]), ["f"]).tolist()
@@ -100,6 +188,15 @@ class Log(Identity):
 class YeoJohnson(Identity):
     """Yeo-Johnson power transform, one maximum-likelihood lambda per feature.
 
+    Parameters
+    ----------
+    lambdas : array-like of shape (n_features,), optional
+        The fitted lambdas; None before :meth:`fit`.
+    low, high : array-like of shape (n_features,), optional
+        Each feature's training minimum and maximum: where harmonized values that cannot be inverted go.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> x = np.random.default_rng(0).lognormal(size=(200, 2))
     >>> t = YeoJohnson().fit(x, ["a", "b"])
@@ -169,6 +266,18 @@ class YeoJohnson(Identity):
 
     @classmethod
     def from_dict(cls, data):
+        """Rebuild the fitted transform from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        data : dict
+            What :meth:`to_dict` returned: ``name`` and the fitted ``lambdas``, ``low`` and ``high``.
+
+        Returns
+        -------
+        YeoJohnson
+            The fitted transform.
+        """
         return cls(data["lambdas"], data["low"], data["high"])
 
 
@@ -184,6 +293,15 @@ def _interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
 class QuantileNormal(Identity):
     """Normal scores of the empirical distribution function learned in fit.
 
+    Parameters
+    ----------
+    quantiles : sequence of array-like, optional
+        Per feature, its distinct fitted quantiles, increasing; None before :meth:`fit`.
+    scores : sequence of array-like, optional
+        Per feature, the normal score of each quantile.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> x = np.random.default_rng(0).exponential(size=(500, 1))
     >>> t = QuantileNormal().fit(x, ["f"])
@@ -228,6 +346,18 @@ class QuantileNormal(Identity):
 
     @classmethod
     def from_dict(cls, data):
+        """Rebuild the fitted transform from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        data : dict
+            What :meth:`to_dict` returned: ``name`` and the fitted ``quantiles`` and ``scores``.
+
+        Returns
+        -------
+        QuantileNormal
+            The fitted transform.
+        """
         return cls(data["quantiles"], data["scores"])
 
 
@@ -235,12 +365,51 @@ _CLASSES = {cls.name: cls for cls in (Identity, Log, YeoJohnson, QuantileNormal)
 
 
 def make_transform(name: str | None) -> Identity:
-    """A new, unfitted transform by name (``None`` for none)."""
+    """A new, unfitted transform by name (``None`` for none).
+
+    Parameters
+    ----------
+    name : {None, "log", "yeo-johnson", "quantile-normal"}
+        The ``feature_transform`` of :class:`~harmony.harmonize.combat.ComBat`.
+
+    Returns
+    -------
+    Identity
+        :class:`Identity`, :class:`Log`, :class:`YeoJohnson` or :class:`QuantileNormal`, to be fitted.
+
+    Raises
+    ------
+    TransformError
+        When ``name`` is not one of these.
+
+    Examples
+    --------
+    >>> type(make_transform("yeo-johnson")).__name__, make_transform(None).name
+    ('YeoJohnson', None)
+    """
     if name not in _CLASSES:
         raise TransformError(f"transform must be None or one of {list(TRANSFORMS)}, got {name!r}")
     return _CLASSES[name]()
 
 
 def transform_from_dict(data: dict) -> Identity:
-    """Rebuild a fitted transform from :meth:`Identity.to_dict` output."""
+    """Rebuild a fitted transform from :meth:`Identity.to_dict` output.
+
+    Parameters
+    ----------
+    data : dict
+        What the transform's ``to_dict`` returned; its ``name`` picks the class.
+
+    Returns
+    -------
+    Identity
+        The fitted transform.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fitted = make_transform("log").fit(np.array([[1.0], [2.0]]), ["f"])
+    >>> type(transform_from_dict(fitted.to_dict())).__name__
+    'Log'
+    """
     return _CLASSES[data["name"]].from_dict(data)

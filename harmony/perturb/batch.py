@@ -11,7 +11,7 @@ from harmony.core.progress import progress_bar
 from harmony.perturb import ops
 from harmony.perturb.variants import Variant, iter_variants
 
-# -- making the variants of a cohort ---------------------------------------------------------------------
+__all__ = ["INSPECTION_MARGIN_MM", "perturb_cases"]
 
 #: Around a saved variant's mask, this many mm of image are written (the whole image with ``full_images``).
 INSPECTION_MARGIN_MM = 30.0
@@ -29,9 +29,50 @@ def perturb_cases(cases: pd.DataFrame, variants: list[Variant], *, out_dir=None,
     """Make every variant of every case (repeat 0) and return the failures table (schema.FAILURES).
 
     A variant that cannot be made for a case (an erosion past its guard, an emptied mask ...) is a row with
-    the reason, not an exception. With ``save_images``, each made variant is written to
-    ``out_dir/images/<case_id>/<variant_id>_image.nrrd`` and ``..._mask.nrrd``: the mask's neighbourhood
-    (``INSPECTION_MARGIN_MM``), or the whole image with ``full_images``.
+    the reason, not an exception: ``harmony perturb`` checks a design this way before an extraction.
+
+    Parameters
+    ----------
+    cases : DataFrame
+        A cases table (:func:`harmony.load_cases`).
+    variants : list of Variant
+        E.g. from :func:`~harmony.perturb.design.expand_design`.
+    out_dir : str or os.PathLike, optional
+        Where saved images go; required with ``save_images``.
+    save_images : bool, default False
+        Write each made variant to ``out_dir/images/<case_id>/<variant_id>_image.nrrd`` and
+        ``..._mask.nrrd``: the mask's neighbourhood (:data:`INSPECTION_MARGIN_MM`) for inspection.
+    full_images : bool, default False
+        Save the whole image instead of the neighbourhood.
+    label : int, default 1
+        The ROI is ``mask == label``.
+    progress : bool, optional
+        A progress bar over the variants (``None``: only on a terminal).
+
+    Returns
+    -------
+    DataFrame
+        The failures table (:data:`harmony.core.schema.FAILURES`): ``case_id, variant_id, repeat, error``.
+
+    Raises
+    ------
+    ValueError
+        ``save_images`` without ``out_dir``.
+    SchemaError
+        ``cases`` is not a cases table.
+    CaseError
+        A case's files cannot be read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from harmony.perturb.specs import Volume
+    >>> from harmony.phantoms import write_ibsi_phantom
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     cases = write_ibsi_phantom(folder)
+    ...     failures = perturb_cases(cases, [Variant(), Variant((Volume(fraction=0.001),))], progress=False)
+    >>> failures[["case_id", "variant_id"]].to_dict("records")
+    [{'case_id': 'ibsi_phantom', 'variant_id': '81534eea8a0a61c0'}]
     """
     from pathlib import Path
 

@@ -17,7 +17,8 @@ from harmony.perturb.ops import PerturbationError
 from harmony.perturb.specs import _GROUP, SPEC_TYPES, Spec, _Param
 from harmony.perturb.variants import Variant, _settings_identity, stable_int
 
-# -- designs ---------------------------------------------------------------------------------------------
+__all__ = ["DESIGN", "expand_design"]
+
 
 def _is_single(p: _Param, value: Any) -> bool:
     """A grid value is one level unless it is a list (for vectors: a list that holds vectors or names)."""
@@ -177,8 +178,37 @@ def expand_design(design: Mapping[str, Any], *, seed: int, base_params: Mapping[
                   source: str = "<design>") -> list[Variant]:
     """Turn a design into variants: ``original`` first, then grids, then draws; duplicates collapse.
 
-    Chains are ordered image specs, then mask specs, then settings specs (see the module table). With
-    ``base_params`` (pyradiomics parameters), a bin width or count equal to the base one is an identity.
+    A ``[[grid]]`` table gives every combination of its levels (a list is several levels); a ``[[draw]]``
+    table ``n`` samples, each parameter fixed, ``{uniform = [low, high]}`` or ``{choice = [...]}``, drawn
+    once from ``seed``. Chains are ordered image specs, then mask specs, then settings specs (the table of
+    :mod:`harmony.perturb.specs`). A stochastic level with ``repeats = n`` gives ``n`` independent seeds.
+
+    Parameters
+    ----------
+    design : mapping
+        A design (:data:`DESIGN`): the ``[perturbations]`` section of an experiment config, or a design
+        TOML parsed.
+    seed : int
+        The experiment seed: every spec's seed derives from it and the spec's own parameters, so a level
+        gets the same draws in every design it appears in.
+    base_params : mapping, optional
+        The base pyradiomics parameters: a bin width or count equal to the base one is an identity.
+    source : str, default "<design>"
+        Where the design came from, for the messages.
+
+    Returns
+    -------
+    list of Variant
+        Unique by ``variant_id``, ``original`` first.
+
+    Raises
+    ------
+    ConfigError
+        The design does not validate (unknown kind or parameter, bad level), naming the grid or draw table.
+
+    Examples
+    --------
+    Two noise levels with two draws each (level 0 is the original) times an erosion and a dilation:
 
     >>> design = {"grid": [{"noise": {"level": [0.0, 5.0], "repeats": 2}, "erode_dilate": {"distance_mm": [-1, 1]}}]}
     >>> variants = expand_design(design, seed=0)

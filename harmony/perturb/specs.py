@@ -1,8 +1,25 @@
 """Perturbation specs: frozen dataclasses with parameters in physical units, and how each is applied.
 
 Each spec checks and normalises its parameters on construction (so equal specs have equal JSON and equal
-variant ids) and applies itself to a :class:`_State` (image array, grid, ROI) through the pure operations in
-:mod:`harmony.perturb_ops`. Chains, designs and the public entry points are in :mod:`harmony.perturb`.
+variant ids) and applies itself to a ``_State`` (image array, grid, ROI) through the pure operations in
+:mod:`harmony.perturb.ops`. :func:`apply` (and :meth:`Spec.apply`) applies a spec or a chain to an image and
+its mask; :mod:`harmony.perturb.variants` and :mod:`harmony.perturb.design` chain them into the variants of a
+study, with a recorded seed per case.
+
+=============  ===========  ==============  ==========================================================
+spec           kind         target          what it does
+=============  ===========  ==============  ==========================================================
+Noise          noise        image           additive Gaussian or Rician noise (random)
+Intensity      intensity    image           ``scale * I + offset`` (calibration drift)
+Resample       resample     image and mask  resample to a voxel size, optionally back
+Rotate         rotate       image and mask  rotation about the mask's centroid
+Translate      translate    image and mask  sub-voxel shift
+ErodeDilate    erode_dilate mask            erosion or dilation by a distance in mm
+Volume         volume       mask            grow or shrink the mask to a fraction of its volume
+Contour        contour      mask            supervoxel contour randomisation (random)
+BinWidth       bin_width    settings        pyradiomics ``binWidth``
+BinCount       bin_count    settings        pyradiomics ``binCount``
+=============  ===========  ==============  ==========================================================
 """
 
 from __future__ import annotations
@@ -22,12 +39,13 @@ from harmony.core.images import as_image
 from harmony.perturb import ops
 from harmony.perturb.ops import PerturbationError, estimate_noise
 
+__all__ = ["FAMILIES", "TARGETS", "Spec", "Noise", "Intensity", "Resample", "Rotate", "Translate", "ErodeDilate",
+           "Volume", "Contour", "BinWidth", "BinCount", "SPEC_TYPES", "spec_from_dict", "apply"]
+
+#: The families a spec belongs to; a variant's ``kind`` joins its specs' families (``"mask+noise"``).
 FAMILIES = ("noise", "resampling", "discretisation", "mask", "geometry", "calibration")
-
-
+#: What a spec changes: the image, image and mask together, the mask, or the pyradiomics settings.
 TARGETS = ("image", "image+mask", "mask", "settings")
-
-
 _AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
 
 
@@ -94,11 +112,7 @@ def _param(default: Any = dataclasses.MISSING, **kw) -> Any:
 
 
 _SEED = dict(kind="seed", min=0, max=2 ** 63 - 1, doc="seed of the per-case stream (set when a design is expanded)")
-
-
 _INTERPOLATOR = dict(kind="str", choices=tuple(ops.INTERPOLATORS), doc="image interpolator")
-
-
 _MARGIN = dict(kind="float", min=0.0, doc="mm around the ROI that is resampled; the rest keeps its values")
 
 
@@ -124,7 +138,38 @@ class _State:
 
 @dataclass(frozen=True)
 class Spec:
-    """Base of every perturbation spec. Subclasses set ``kind``, ``family``, ``target`` and ``stochastic``."""
+    """Base of every perturbation spec. Subclasses set ``kind``, ``family``, ``target`` and ``stochastic``.
+
+    A spec is a frozen dataclass whose fields are its parameters, checked and normalised on construction
+    (vectors become tuples, numbers floats), so equal specs compare, hash and serialise equal.
+
+    Attributes
+    ----------
+    kind : str
+        The spec's name in designs and JSON (``"noise"``, ``"erode_dilate"``, ...).
+    family : str
+        One of :data:`FAMILIES`.
+    target : str
+        One of :data:`TARGETS`.
+    stochastic : bool
+        Whether applying it draws random numbers (then :func:`apply` needs ``rng``).
+
+    Raises
+    ------
+    PerturbationError
+        On construction, when a parameter is missing, of the wrong type or out of range.
+
+    Examples
+    --------
+    >>> ErodeDilate(distance_mm=-1).to_dict()
+    {'kind': 'erode_dilate', 'distance_mm': -1.0, 'max_volume_loss': 0.8}
+    >>> Resample(spacing_mm=2) == Resample(spacing_mm=(2.0, 2.0, 2.0))
+    True
+    >>> Noise(level=-1)
+    Traceback (most recent call last):
+    ...
+    harmony.perturb.ops.PerturbationError: noise.level: must be >= 0.0, got -1
+    """
 
     kind: ClassVar[str] = ""
     family: ClassVar[str] = ""
@@ -147,24 +192,101 @@ class Spec:
 
     @property
     def is_identity(self) -> bool:
-        """True when this level changes nothing (noise 0, erosion 0 mm, rotation 0 degrees ...)."""
+        """True when this level changes nothing (noise 0, erosion 0 mm, rotation 0 degrees ...).
+
+        A :class:`~harmony.perturb.variants.Variant` drops identity specs, so they never make a new variant.
+        """
         return False
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"kind": ..., **params}`` with JSON types (vectors as lists)."""
+        """``{"kind": ..., **params}`` with JSON types (vectors as lists).
+
+        Returns
+        -------
+        dict
+            What :func:`spec_from_dict` rebuilds the spec from.
+
+        Examples
+        --------
+        >>> Translate(fraction=(0.5, 0, 0)).to_dict()["fraction"]
+        [0.5, 0.0, 0.0]
+        """
         return {"kind": self.kind, **{f.name: list(v) if isinstance(v, tuple) else v
                                       for f in fields(self) for v in [getattr(self, f.name)]}}
 
     def apply(self, image: sitk.Image | str | os.PathLike, mask: sitk.Image | str | os.PathLike, *,
               rng: np.random.Generator | None = None, label: int = 1) -> tuple[sitk.Image, sitk.Image]:
-        """This spec applied to an image and its mask (see :func:`apply`)."""
+        """This spec applied to an image and its mask: ``apply(self, image, mask, rng=rng, label=label)``.
+
+        Parameters
+        ----------
+        image, mask : SimpleITK.Image or path
+            A 3D scalar image and its mask on the same grid.
+        rng : numpy.random.Generator, optional
+            Required for a stochastic spec (:class:`Noise`, :class:`Contour`).
+        label : int, default 1
+            The ROI is ``mask == label``.
+
+        Returns
+        -------
+        (SimpleITK.Image, SimpleITK.Image)
+            The perturbed image and mask (see :func:`apply`).
+
+        Raises
+        ------
+        PerturbationError
+            See :func:`apply`.
+
+        Examples
+        --------
+        >>> from harmony.phantoms import ibsi_digital_phantom
+        >>> image, mask = ibsi_digital_phantom()
+        >>> scaled, _ = Intensity(scale=2.0).apply(image, mask)
+        >>> float(sitk.GetArrayViewFromImage(scaled).max())
+        18.0
+        """
         return apply(self, image, mask, rng=rng, label=label)
 
     def apply_state(self, state: _State, rng: np.random.Generator | None) -> _State:  # pragma: no cover - abstract
+        """Apply the spec to a case during a chain: the hook every image or mask spec implements.
+
+        Parameters
+        ----------
+        state : _State
+            The image array, its grid and the ROI so far.
+        rng : numpy.random.Generator or None
+            The draws of a stochastic spec; ``None`` for the others.
+
+        Returns
+        -------
+        _State
+            A new state (the input is not modified), flagged with what changed.
+
+        Raises
+        ------
+        PerturbationError
+            The spec cannot be made for this case (e.g. an erosion that removes too much of the mask).
+        """
         raise NotImplementedError
 
     def settings(self, params: dict) -> dict:
-        """Change pyradiomics parameters in place (settings specs only)."""
+        """Change pyradiomics parameters in place (settings specs only; the others return them as given).
+
+        Parameters
+        ----------
+        params : dict
+            pyradiomics parameters with a ``setting`` table.
+
+        Returns
+        -------
+        dict
+            ``params``.
+
+        Examples
+        --------
+        >>> BinCount(count=32).settings({"setting": {"binWidth": 25}})
+        {'setting': {'binWidth': 25, 'binCount': 32}}
+        """
         return params
 
 
@@ -172,10 +294,33 @@ class Spec:
 class Noise(Spec):
     """Additive noise of standard deviation ``level`` (Gaussian noise adds variance ``level**2``).
 
-    ``relative = true`` reads ``level`` as a multiple of the image's own noise, estimated by
-    :func:`~harmony.perturb_ops.estimate_noise` (MAD of Immerkaer's residual) in the ROI's neighbourhood.
-    ``rician`` noise is ``sqrt((I + n1)**2 + n2**2)`` (the magnitude of complex Gaussian noise, both parts of
-    SD ``level``), for magnitude (MR) images, which must be >= 0; it adds ``level**2`` only at high SNR.
+    Stochastic: :func:`apply` needs ``rng``.
+
+    Parameters
+    ----------
+    level : float
+        Noise standard deviation, >= 0: in image units, or with ``relative`` a multiple of the image's own
+        noise. 0 is the identity.
+    relative : bool, default False
+        Read ``level`` as a multiple of the image's own noise, estimated by
+        :func:`~harmony.perturb.ops.estimate_noise` (MAD of Immerkaer's residual) in the ROI's
+        neighbourhood; ``level=1`` then adds as much noise again as the image has.
+    distribution : {"gaussian", "rician"}, default "gaussian"
+        ``rician`` noise is ``sqrt((I + n1)**2 + n2**2)`` (the magnitude of complex Gaussian noise, both
+        parts of SD ``level``), for magnitude (MR) images, which must be >= 0; it adds ``level**2`` only at
+        high SNR.
+    seed : int, default 0
+        The per-case stream of a design's variant (:func:`~harmony.perturb.variants.case_rng`); set when a
+        design is expanded, unused by :func:`apply`, which takes ``rng``.
+
+    Examples
+    --------
+    >>> from harmony.phantoms import ibsi_digital_phantom
+    >>> image, mask = ibsi_digital_phantom()
+    >>> noisy, _ = Noise(level=2.0).apply(image, mask, rng=np.random.default_rng(0))
+    >>> diff = sitk.GetArrayViewFromImage(noisy) - sitk.GetArrayViewFromImage(image)
+    >>> bool(1.5 < diff.std() < 2.5)
+    True
     """
 
     kind: ClassVar[str] = "noise"
@@ -210,7 +355,20 @@ class Noise(Spec):
 
 @dataclass(frozen=True)
 class Intensity(Spec):
-    """Calibration drift: ``scale * I + offset``."""
+    """Calibration drift: ``scale * I + offset``.
+
+    Parameters
+    ----------
+    scale : float, default 1.0
+        Multiplies the intensities; > 0.
+    offset : float, default 0.0
+        Added after scaling, in image intensity units (e.g. HU).
+
+    Examples
+    --------
+    >>> Intensity(scale=1.0, offset=0.0).is_identity, Intensity(offset=-20).to_dict()
+    (True, {'kind': 'intensity', 'scale': 1.0, 'offset': -20.0})
+    """
 
     kind: ClassVar[str] = "intensity"
     family: ClassVar[str] = "calibration"
@@ -229,7 +387,36 @@ class Intensity(Spec):
 
 @dataclass(frozen=True)
 class Resample(Spec):
-    """Resample to ``spacing_mm`` (x, y, z; one number for isotropic), optionally back onto the original grid."""
+    """Resample to ``spacing_mm`` (x, y, z; one number for isotropic), optionally back onto the original grid.
+
+    Only the ROI's neighbourhood (its box grown by ``margin_mm``) is resampled
+    (:func:`~harmony.perturb.ops.resample`).
+
+    Parameters
+    ----------
+    spacing_mm : float or (float, float, float)
+        The new voxel size (mm), > 0.
+    interpolator : {"linear", "bspline"}, default "linear"
+        The image interpolator.
+    mask_rule : {"linear", "nearest"}, default "linear"
+        The mask: linear interpolation thresholded at 0.5, or nearest neighbour.
+    back_to_original : bool, default False
+        Resample again onto the original grid and paste the neighbourhood into the full image (a
+        resolution loss at the original geometry); otherwise the result is the neighbourhood on the new
+        grid, as pyradiomics' own resampling gives.
+    margin_mm : float, default 30.0
+        mm around the ROI that are resampled.
+
+    Examples
+    --------
+    >>> from harmony.phantoms import ibsi_digital_phantom
+    >>> image, mask = ibsi_digital_phantom()
+    >>> fine, fine_mask = Resample(spacing_mm=1.0).apply(image, mask)
+    >>> fine.GetSize(), fine.GetSpacing()
+    ((10, 8, 8), (1.0, 1.0, 1.0))
+    >>> Resample(spacing_mm=1.0, back_to_original=True).apply(image, mask)[0].GetSize()
+    (5, 4, 4)
+    """
 
     kind: ClassVar[str] = "resample"
     family: ClassVar[str] = "resampling"
@@ -250,8 +437,27 @@ class Resample(Spec):
 
 @dataclass(frozen=True)
 class Rotate(Spec):
-    """Rotate image and mask by ``angle_deg`` about ``axis`` (image axes: "x", "y", "z" or a vector) through
-    the mask's centroid; positive angles turn counter-clockwise looking down the axis."""
+    """Rotate image and mask by ``angle_deg`` about ``axis`` through the mask's centroid.
+
+    Positive angles turn counter-clockwise looking down the axis. Only the ROI's neighbourhood is
+    resampled (:func:`~harmony.perturb.ops.warp`); the mask is interpolated linearly and thresholded at 0.5.
+
+    Parameters
+    ----------
+    angle_deg : float
+        The angle (degrees); 0 is the identity.
+    axis : {"x", "y", "z"} or (float, float, float), default "z"
+        The rotation axis, along the image's axes.
+    interpolator : {"linear", "bspline"}, default "linear"
+        The image interpolator.
+    margin_mm : float, default 30.0
+        mm around the ROI (before and after the move) that are resampled.
+
+    Examples
+    --------
+    >>> Rotate(angle_deg=15, axis="x").axis
+    (1.0, 0.0, 0.0)
+    """
 
     kind: ClassVar[str] = "rotate"
     family: ClassVar[str] = "geometry"
@@ -280,7 +486,22 @@ class Rotate(Spec):
 
 @dataclass(frozen=True)
 class Translate(Spec):
-    """Shift image and mask by ``fraction`` of a voxel along each image axis (x, y, z), each in [-1, 1]."""
+    """Shift image and mask by ``fraction`` of a voxel along each image axis (x, y, z), each in [-1, 1].
+
+    Parameters
+    ----------
+    fraction : float or (float, float, float)
+        The shift along x, y, z in voxels, each in [-1, 1]; one number shifts along all three.
+    interpolator : {"linear", "bspline"}, default "linear"
+        The image interpolator.
+    margin_mm : float, default 30.0
+        mm around the ROI (before and after the move) that are resampled.
+
+    Examples
+    --------
+    >>> Translate(fraction=0.5).fraction, Translate(fraction=0).is_identity
+    ((0.5, 0.5, 0.5), True)
+    """
 
     kind: ClassVar[str] = "translate"
     family: ClassVar[str] = "geometry"
@@ -306,7 +527,23 @@ class Translate(Spec):
 class ErodeDilate(Spec):
     """Erode (``distance_mm`` < 0) or dilate (> 0) the mask by a Euclidean ball in mm.
 
-    An erosion that removes more than ``max_volume_loss`` of the mask fails instead of being made.
+    Distances are physical: anisotropic voxels are handled by the distance transform's sampling.
+
+    Parameters
+    ----------
+    distance_mm : float
+        < 0 erodes, > 0 dilates, 0 is the identity.
+    max_volume_loss : float, default 0.8
+        An erosion that removes more than this fraction of the mask fails (:class:`PerturbationError`)
+        instead of being made.
+
+    Examples
+    --------
+    >>> from harmony.phantoms import ibsi_digital_phantom
+    >>> image, mask = ibsi_digital_phantom()
+    >>> _, grown = ErodeDilate(distance_mm=2.0).apply(image, mask)
+    >>> int(sitk.GetArrayViewFromImage(mask).sum()), int(sitk.GetArrayViewFromImage(grown).sum())
+    (74, 80)
     """
 
     kind: ClassVar[str] = "erode_dilate"
@@ -334,7 +571,24 @@ class ErodeDilate(Spec):
 
 @dataclass(frozen=True)
 class Volume(Spec):
-    """Grow or shrink the mask to ``fraction`` of its volume along its signed distance map."""
+    """Grow or shrink the mask to ``fraction`` of its volume along its signed distance map.
+
+    See :func:`~harmony.perturb.ops.adapt_volume`: the voxel count becomes exactly
+    ``round(fraction * voxels)``.
+
+    Parameters
+    ----------
+    fraction : float
+        The new volume as a fraction of the old, > 0; 1 is the identity.
+
+    Examples
+    --------
+    >>> from harmony.phantoms import ibsi_digital_phantom
+    >>> image, mask = ibsi_digital_phantom()
+    >>> _, half = Volume(fraction=0.5).apply(image, mask)
+    >>> int(sitk.GetArrayViewFromImage(half).sum())
+    37
+    """
 
     kind: ClassVar[str] = "volume"
     family: ClassVar[str] = "mask"
@@ -351,10 +605,37 @@ class Volume(Spec):
 
 @dataclass(frozen=True)
 class Contour(Spec):
-    """Supervoxel contour randomisation (Zwanenburg et al., Sci Rep 2019); see
-    :func:`~harmony.perturb_ops.randomise_contour`. ``keep_above`` 0.9 and ``drop_below`` 0.2 are mirp's.
-    mirp uses supervoxels of about 500 mm^3; the default 125 mm^3 (a 5 mm cube) also suits lesions of a few
-    cm^3."""
+    """Supervoxel contour randomisation (Zwanenburg et al., Sci Rep 2019).
+
+    The ROI is re-delineated from SLIC supervoxels of its neighbourhood
+    (:func:`~harmony.perturb.ops.randomise_contour`). Stochastic: :func:`apply` needs ``rng``.
+
+    Parameters
+    ----------
+    supervoxel_mm3 : float, default 125.0
+        Approximate supervoxel volume. mirp uses about 500 mm^3; 125 mm^3 (a 5 mm cube) also suits
+        lesions of a few cm^3.
+    compactness : float, default 0.05
+        SLIC compactness, on intensities scaled to [0, 1] over the ROI's range.
+    keep_above : float, default 0.9
+        A supervoxel overlapping the ROI at least this much is always kept (mirp's value).
+    drop_below : float, default 0.2
+        One overlapping less is always dropped (mirp's value); in between, kept with probability equal to
+        its overlap. Must be below ``keep_above``.
+    closing_mm : float, default 2.0
+        Radius of the closing applied to the union.
+    margin_mm : float, default 10.0
+        mm around the ROI that are segmented.
+    seed : int, default 0
+        The per-case stream of a design's variant; unused by :func:`apply`, which takes ``rng``.
+
+    Examples
+    --------
+    >>> Contour(drop_below=0.5, keep_above=0.5)
+    Traceback (most recent call last):
+    ...
+    harmony.perturb.ops.PerturbationError: contour: drop_below (0.5) must be < keep_above (0.5)
+    """
 
     kind: ClassVar[str] = "contour"
     family: ClassVar[str] = "mask"
@@ -384,7 +665,18 @@ class Contour(Spec):
 
 @dataclass(frozen=True)
 class BinWidth(Spec):
-    """pyradiomics ``binWidth`` (and no ``binCount``)."""
+    """pyradiomics ``binWidth`` (and no ``binCount``): a settings spec, which changes no voxel.
+
+    Parameters
+    ----------
+    width : float
+        The bin width, in image intensity units; > 0.
+
+    Examples
+    --------
+    >>> BinWidth(width=10).settings({"setting": {"binCount": 32}})
+    {'setting': {'binWidth': 10.0}}
+    """
 
     kind: ClassVar[str] = "bin_width"
     family: ClassVar[str] = "discretisation"
@@ -399,7 +691,18 @@ class BinWidth(Spec):
 
 @dataclass(frozen=True)
 class BinCount(Spec):
-    """pyradiomics ``binCount`` (which takes precedence over ``binWidth``)."""
+    """pyradiomics ``binCount`` (which takes precedence over ``binWidth``): a settings spec.
+
+    Parameters
+    ----------
+    count : int
+        The number of bins, >= 1.
+
+    Examples
+    --------
+    >>> BinCount(count=64).to_dict()
+    {'kind': 'bin_count', 'count': 64}
+    """
 
     kind: ClassVar[str] = "bin_count"
     family: ClassVar[str] = "discretisation"
@@ -420,7 +723,31 @@ _GROUP = {"image": 0, "image+mask": 0, "mask": 1, "settings": 2}
 
 
 def spec_from_dict(d: Mapping[str, Any]) -> Spec:
-    """Rebuild a spec from :meth:`Spec.to_dict`'s output; unknown kinds or keys raise PerturbationError."""
+    """Rebuild a spec from :meth:`Spec.to_dict`'s output; unknown kinds or keys raise PerturbationError.
+
+    Parameters
+    ----------
+    d : mapping
+        ``{"kind": ..., **params}``.
+
+    Returns
+    -------
+    Spec
+
+    Raises
+    ------
+    PerturbationError
+        Unknown kind, unknown or missing parameter, or a bad value.
+
+    Examples
+    --------
+    >>> spec_from_dict({"kind": "noise", "level": 5})
+    Noise(level=5.0, relative=False, distribution='gaussian', seed=0)
+    >>> spec_from_dict({"kind": "blur"})
+    Traceback (most recent call last):
+    ...
+    harmony.perturb.ops.PerturbationError: unknown perturbation kind 'blur' (known: rotate, translate, ...)
+    """
     if not isinstance(d, Mapping) or d.get("kind") not in SPEC_TYPES:
         got = d.get("kind") if isinstance(d, Mapping) else d
         raise PerturbationError(f"unknown perturbation kind {got!r} (known: {', '.join(SPEC_TYPES)})")
@@ -487,6 +814,15 @@ def apply(specs: Spec | Iterable[Spec], image: sitk.Image | str | os.PathLike, m
         The perturbed image (float32, or float64 when the input is) and mask (uint8 holding ``label`` in the
         ROI); what the chain does not change is returned as given.
 
+    Raises
+    ------
+    PerturbationError
+        ``specs`` holds something other than a spec; the chain is random and ``rng`` is missing; the image
+        is not 3D scalar or the mask is not on its grid or lacks ``label``; a spec cannot be made (an
+        erosion past ``max_volume_loss``) or empties the mask.
+    CaseError
+        A path that does not exist or cannot be read.
+
     Examples
     --------
     >>> import numpy as np
@@ -498,6 +834,18 @@ def apply(specs: Spec | Iterable[Spec], image: sitk.Image | str | os.PathLike, m
     >>> _, grown = Resample(spacing_mm=(1.0, 1.0, 1.0)).apply(image, mask)
     >>> grown.GetSize()
     (10, 8, 8)
+
+    A chain is applied in order, drawing from one generator:
+
+    >>> chain = [Noise(level=0.5), ErodeDilate(distance_mm=2.0)]
+    >>> a, a_mask = apply(chain, image, mask, rng=np.random.default_rng(1))
+    >>> b, b_mask = apply(chain, image, mask, rng=np.random.default_rng(1))
+    >>> bool((sitk.GetArrayViewFromImage(a) == sitk.GetArrayViewFromImage(b)).all())
+    True
+    >>> apply(Noise(level=0.5), image, mask)
+    Traceback (most recent call last):
+    ...
+    harmony.perturb.ops.PerturbationError: noise is random: pass rng=numpy.random.default_rng(seed)
     """
     chain = [specs] if isinstance(specs, Spec) else list(specs)
     bad = [s for s in chain if not isinstance(s, Spec)]

@@ -7,7 +7,8 @@ from harmony.core.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), {
     ".digital": ["ibsi_digital_phantom", "write_case", "write_ibsi_phantom"],
-    ".render": ["render_phantom", "phantom_spec"],
-    ".scanners": ["load_scanner", "builtin_scanners", "acquire"],
-    ".cohort": ["simulate_cohort", "load_cohort_spec", "sample_subjects", "SUBJECT"],
+    ".specs": ["phantom_spec", "load_scanner", "builtin_scanners", "load_cohort_spec", "SUBJECT"],
+    ".render": ["render_phantom"],
+    ".scanners": ["acquire"],
+    ".cohort": ["simulate_cohort", "sample_subjects"],
 })

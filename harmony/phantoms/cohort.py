@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,177 +14,24 @@ import SimpleITK as sitk
 
 from harmony.core import schema
 from harmony.core.cases import write_cases
-from harmony.core.config import Field, Section, apply_overrides, load, validate
 from harmony.core.errors import ConfigError
 from harmony.core.files import stable_hash, write_json
 from harmony.core.progress import progress_bar
-from harmony.core.resources import builtin_path, is_bare_name, resolve
 from harmony.phantoms.digital import write_case
-from harmony.phantoms.render import BACKGROUND, GRID, LESION, _positive, render_phantom
-from harmony.phantoms.scanners import (
+from harmony.phantoms.render import render_phantom
+from harmony.phantoms.scanners import acquire
+from harmony.phantoms.specs import (
     _IMAGE_EXTENSIONS,
-    acquire,
-    builtin_scanners,
-    load_scanner,
+    LATENTS,
+    LESION,
+    SUBJECT,
+    load_cohort_spec,
 )
 
+__all__ = ["sample_subjects", "subject_phantom", "simulate_cohort"]
+
 logger = logging.getLogger(__name__)
-
-
-#: Column of a simulated cases table naming the subject (a travelling subject has one case per scanner).
-SUBJECT = "subject"
 _STREAM_SUBJECTS, _STREAM_PHANTOM = 1, 2
-
-
-_DISTRIBUTION_FIELDS = {
-    "distribution": Field(str, "normal", choices=("constant", "normal", "uniform", "lognormal")),
-    "mean": Field(float, 0.0, doc="normal: the mean; constant: the value."),
-    "sd": Field(float, 0.0, min=0.0, doc="normal: the standard deviation."),
-    "low": Field(float, 0.0, doc="uniform: lower end."),
-    "high": Field(float, 1.0, doc="uniform: upper end."),
-    "median": _positive(1.0, "lognormal: the median."),
-    "sigma": Field(float, 0.0, min=0.0, doc="lognormal: SD of the logarithm."),
-    "min": Field(float, None, doc="Values are clipped to [min, max] (after effects)."),
-    "max": Field(float, None),
-}
-
-
-def _distribution_check(dist: dict) -> str | None:
-    if dist["distribution"] == "uniform" and not dist["low"] < dist["high"]:
-        return f"uniform needs low < high, got low={dist['low']}, high={dist['high']}"
-    if dist["min"] is not None and dist["max"] is not None and dist["min"] > dist["max"]:
-        return f"min must be <= max, got min={dist['min']}, max={dist['max']}"
-    return None
-
-
-_EFFECT = Section({
-    "covariate": Field(str, doc="A declared covariate."),
-    "coef": Field(float, doc="Added per unit of (covariate - center), or when the covariate equals level."),
-    "level": Field(str, "", doc="For a categorical covariate: the level the effect applies to."),
-    "center": Field(float, 0.0, doc="For a continuous covariate: the value where the effect is 0."),
-})
-
-
-_COVARIATE = Section({
-    "name": Field(str, doc="Column name in the cases table."),
-    "levels": Field(list, [], item=Field(str), doc="Categorical: its levels (else continuous)."),
-    "probabilities": Field(list, [], item=Field(float, min=0.0), doc="Categorical: level probabilities; [] equal."),
-    **_DISTRIBUTION_FIELDS,
-}, check=_distribution_check)
-
-
-#: Lesion parameters that may vary between subjects: every number of LESION.
-LATENTS = tuple(name for name, spec in LESION.fields.items() if spec.type is float)
-
-
-_LATENT = Section({**_DISTRIBUTION_FIELDS, "effects": Field(list, [], item=_EFFECT)}, check=_distribution_check,
-                  optional=True)
-
-
-def _cohort_check(spec: dict) -> str | None:
-    names = [c["name"] for c in spec["covariates"]]
-    reserved = set(schema.CASES.names) | {SUBJECT}
-    for name in names:
-        if name in reserved or name.startswith(schema.TRUTH_PREFIX) or names.count(name) > 1:
-            return f"covariates: name {name!r} is reserved or repeated"
-    for c in spec["covariates"]:
-        if c["probabilities"] and (len(c["probabilities"]) != len(c["levels"]) or sum(c["probabilities"]) <= 0):
-            return f"covariates: {c['name']!r}: probabilities must match levels and sum to > 0"
-    covariates = {c["name"]: c for c in spec["covariates"]}
-    for latent, dist in spec["latent"].items():
-        for i, effect in enumerate((dist or {}).get("effects", [])):
-            where = f"latent.{latent}.effects[{i}]"
-            cov = covariates.get(effect["covariate"])
-            if cov is None:
-                return f"{where}: covariate {effect['covariate']!r} is not declared (declared: {', '.join(names)})"
-            if cov["levels"] and effect["level"] not in cov["levels"]:
-                return f"{where}: level {effect['level']!r} is not one of {cov['levels']}"
-    if spec["scanners"]["travelling"] > spec["cohort"]["subjects"]:
-        return "scanners.travelling cannot exceed cohort.subjects"
-    return None
-
-
-#: A cohort spec (``phantoms/cohort_*.toml``, or ``cases.cohort`` inline in an experiment config).
-COHORT = Section({
-    "cohort": Section({
-        "name": Field(str, "cohort"),
-        "subjects": Field(int, 20, min=1, doc="Number of subjects."),
-        "seed": Field(int, 0, min=0, doc="Root of every draw; --seed overrides it."),
-        "prefix": Field(str, "sub", doc="Subject ids are <prefix>000, <prefix>001, ..."),
-        "format": Field(str, "nrrd", choices=tuple(_IMAGE_EXTENSIONS), doc="Image file format."),
-    }),
-    "grid": GRID,
-    "lesion": LESION,
-    "background": BACKGROUND,
-    "covariates": Field(list, [], item=_COVARIATE, doc="Covariates drawn per subject ([[covariates]] tables)."),
-    "latent": Section({name: _LATENT for name in LATENTS},
-                      doc="Lesion parameters drawn per subject; each becomes a truth_<name> column."),
-    "scanners": Section({
-        "profiles": Field(list, item=Field(str), min_items=1,
-                          doc="Built-in profile names, or paths to profile TOMLs (relative to the spec)."),
-        "assignment": Field(str, "balanced", choices=("balanced", "random"), doc="How subjects get a scanner."),
-        "travelling": Field(int, 0, min=0, doc="The first N subjects are imaged on every scanner."),
-    }, required=True),
-}, check=_cohort_check)
-
-
-# -- cohorts ----------------------------------------------------------------------------------------
-
-def _profile_path(ref: str, base: Path) -> Path:
-    """A scanner profile named in a cohort spec: a built-in name, or a path relative to the spec's folder."""
-    if is_bare_name(ref):
-        return builtin_path("scanner", ref)
-    path = Path(ref)
-    return path if path.is_absolute() else base / path
-
-
-def load_cohort_spec(path_or_dict: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] = (), *,
-                     base_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Read (a path, or a built-in name such as ``cohort_demo``) or take (an inline table) a cohort spec, validate
-    it and load its scanner profiles.
-
-    Profile references are built-in names (``ct_sharp_1mm``) or paths, relative to the spec's folder (for
-    an inline table: to ``base_dir``, default the working directory). The result is the validated spec plus
-    ``_profiles`` (site name, the profile file's stem -> validated profile) and ``_source``.
-    """
-    if isinstance(path_or_dict, Mapping):
-        source = "<inline cohort>"
-        raw, _ = apply_overrides(path_or_dict, overrides)
-        spec = validate(raw, COHORT, file=source)
-        base = Path(base_dir) if base_dir is not None else Path.cwd()
-    else:
-        path = resolve(path_or_dict, "cohort")
-        source = str(path)
-        spec = load(path, COHORT, overrides)
-        base = path.resolve().parent
-    profiles: dict[str, dict[str, Any]] = {}
-    for i, ref in enumerate(spec["scanners"]["profiles"]):
-        try:
-            path = _profile_path(ref, base)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: scanners.profiles[{i}]: {exc}") from None
-        if not path.is_file():
-            raise ConfigError(f"{source}: scanners.profiles[{i}]: scanner profile not found: {path} "
-                              f"(built-in: {', '.join(builtin_scanners())})")
-        if path.stem in profiles:
-            raise ConfigError(f"{source}: scanners.profiles[{i}]: site {path.stem!r} is listed twice")
-        profiles[path.stem] = load_scanner(path)
-    spec["_profiles"] = profiles
-    spec["_source"] = source
-    return spec
-
-
-def cohort_field_check(value: Any) -> str | None:
-    """The ``check`` of an experiment config's ``cases.cohort``: a path, or an inline table valid as COHORT."""
-    if isinstance(value, str):
-        return None
-    if not isinstance(value, Mapping):
-        return "expected a path to a cohort TOML or an inline table"
-    try:
-        validate(value, COHORT, file="inline cohort")
-    except ConfigError as exc:
-        return str(exc)
-    return None
 
 
 def _draw(dist: Mapping[str, Any], n: int, rng: np.random.Generator) -> np.ndarray:
@@ -205,11 +52,30 @@ def _clip(values: np.ndarray, *bounds: tuple[float | None, float | None]) -> np.
 
 
 def sample_subjects(spec: Mapping[str, Any], seed: int) -> pd.DataFrame:
-    """Draw the subjects of a cohort (from :func:`load_cohort_spec`): id, covariates, ``truth_<latent>``
-    and the scanner site(s) of each.
+    """Draw the subjects of a cohort: id, covariates, ``truth_<latent>`` and the scanner site(s) of each.
 
     Latent values are ``draw + sum(effects)``, clipped to the declared [min, max] and to the lesion
-    parameter's valid range. The ``sites`` column holds a list of site names per subject.
+    parameter's valid range.
+
+    Parameters
+    ----------
+    spec : mapping
+        What :func:`load_cohort_spec` returns.
+    seed : int
+        The cohort's seed; the subjects are a pure function of ``(spec, seed)``.
+
+    Returns
+    -------
+    DataFrame
+        One row per subject: ``subject``, the covariates, ``truth_<latent>`` for every declared latent, and
+        ``sites`` (a list of site names: every site for a travelling subject).
+
+    Examples
+    --------
+    >>> spec = load_cohort_spec({"cohort": {"subjects": 4}, "scanners": {"profiles": ["ct_sharp_1mm", "ct_smooth_5mm"],
+    ...                                                                "travelling": 1}})
+    >>> sample_subjects(spec, seed=0)["sites"].map(len).tolist()
+    [2, 1, 1, 1]
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, _STREAM_SUBJECTS]))
     n, prefix = spec["cohort"]["subjects"], spec["cohort"]["prefix"]
@@ -249,7 +115,26 @@ def _scan_rng(subject_seed: int, site: str) -> np.random.Generator:
 
 
 def subject_phantom(spec: Mapping[str, Any], truth: Mapping[str, float]) -> dict[str, Any]:
-    """The phantom spec of one subject: the cohort's grid, background and lesion with its latent values."""
+    """The phantom spec of one subject: the cohort's grid, background and lesion with its latent values.
+
+    Parameters
+    ----------
+    spec : mapping
+        A validated cohort spec.
+    truth : mapping of str to float
+        The subject's row of :func:`sample_subjects` (its ``truth_<latent>`` values).
+
+    Returns
+    -------
+    dict
+        A phantom spec for :func:`harmony.render_phantom`.
+
+    Examples
+    --------
+    >>> spec = load_cohort_spec({"scanners": {"profiles": ["ct_sharp_1mm"]}})
+    >>> subject_phantom(spec, {"truth_radius_mm": 7.5})["lesion"]["radius_mm"]
+    7.5
+    """
     lesion = dict(spec["lesion"])
     lesion.update({name: float(truth[schema.TRUTH_PREFIX + name]) for name in LATENTS
                    if schema.TRUTH_PREFIX + name in truth})
@@ -258,14 +143,48 @@ def subject_phantom(spec: Mapping[str, Any], truth: Mapping[str, float]) -> dict
 
 def simulate_cohort(spec: Mapping[str, Any], out_dir: str | os.PathLike, *, seed: int | None = None,
                     progress: bool | None = None) -> pd.DataFrame:
-    """Simulate a cohort (:data:`COHORT`, or what :func:`load_cohort_spec` returns) and write it to ``out_dir``.
+    """Simulate a cohort of phantoms imaged on several scanners and write it to ``out_dir``.
 
-    Writes ``images/<case_id>_image.<ext>`` and ``_mask.<ext>``, ``cases.csv`` (paths relative to it, the
-    format ``harmony extract`` reads) and ``cohort.json`` (the resolved spec and, per subject, its phantom
-    spec and seed: enough to re-render any case). Returns the cases table (schema.CASES, absolute paths):
-    ``case_id, site, image, mask, subject``, the covariates, ``truth_<latent>`` for every declared latent and
-    ``truth_volume_mm3`` (the lesion volume on the phantom grid). A subject imaged on several scanners
-    (travelling) has one case per scanner, ``<subject>-<site>``. ``seed`` overrides ``cohort.seed``.
+    Each subject's lesion is rendered (:func:`harmony.render_phantom`) with its drawn latent values, then
+    imaged with its scanner's profile (:func:`harmony.acquire`). Writes ``images/<case_id>_image.<ext>`` and
+    ``_mask.<ext>``, ``cases.csv`` (paths relative to it, the format ``harmony extract`` reads) and
+    ``cohort.json`` (the resolved spec and, per subject, its phantom spec and seed: enough to re-render any
+    case).
+
+    Parameters
+    ----------
+    spec : mapping
+        A cohort spec (:data:`COHORT`) as an inline table, or what :func:`load_cohort_spec` returns.
+    out_dir : str or os.PathLike
+        Where to write the cohort (created when absent).
+    seed : int, optional
+        Overrides ``cohort.seed``.
+    progress : bool, optional
+        A progress bar over the subjects (``None``: only on a terminal).
+
+    Returns
+    -------
+    DataFrame
+        The cases table (:data:`harmony.core.schema.CASES`, absolute paths): ``case_id, site, image, mask,
+        subject``, the covariates, ``truth_<latent>`` for every declared latent and ``truth_volume_mm3`` (the
+        lesion volume on the phantom grid). A subject imaged on several scanners (travelling) has one case
+        per scanner, ``<subject>-<site>``.
+
+    Raises
+    ------
+    ConfigError
+        The spec does not validate, a subject's drawn lesion is impossible, or a lesion vanishes on a
+        scanner's grid; naming the spec and the subject.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> spec = {"cohort": {"subjects": 2}, "grid": {"size": [24, 24, 24]}, "lesion": {"radius_mm": 5},
+    ...         "scanners": {"profiles": ["ct_sharp_1mm", "ct_smooth_5mm"]}}
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     cases = simulate_cohort(spec, out, seed=1)
+    ...     print(sorted(cases["site"]), sorted(p.name for p in Path(out).iterdir()))
+    ['ct_sharp_1mm', 'ct_smooth_5mm'] ['cases.csv', 'cohort.json', 'images']
     """
     if "_profiles" not in spec:
         spec = load_cohort_spec(spec)

@@ -12,6 +12,8 @@ import SimpleITK as sitk
 from harmony.core import schema
 from harmony.core.cases import write_cases
 
+__all__ = ["IBSI_SPACING_MM", "ibsi_digital_phantom", "write_case", "write_ibsi_phantom"]
+
 # IBSI 1 digital phantom (Zwanenburg et al., IBSI reference manual, CC BY 4.0): 5 x 4 x 4 voxels of
 # 2 mm, grey levels 1-9, 74 voxels in the mask. Arrays are indexed [z][y][x], as SimpleITK returns them.
 _IBSI_IMAGE = [
@@ -30,12 +32,24 @@ _IBSI_MASK = [
 ]
 
 
+#: Voxel size of the IBSI 1 digital phantom (mm, x, y, z).
 IBSI_SPACING_MM = (2.0, 2.0, 2.0)
 
 
 def ibsi_digital_phantom() -> tuple[sitk.Image, sitk.Image]:
     """The IBSI 1 digital phantom as (float32 image, uint8 mask), 2 mm isotropic, origin 0, identity axes.
 
+    The 5x4x4-voxel phantom of the IBSI reference manual (Zwanenburg et al., CC BY 4.0): grey levels 1 to 9,
+    74 voxels in the mask. :func:`harmony.ibsi_compliance` compares pyradiomics' features of it with the
+    IBSI consensus values.
+
+    Returns
+    -------
+    (SimpleITK.Image, SimpleITK.Image)
+        The image (float32) and the mask (uint8, label 1), on the same grid.
+
+    Examples
+    --------
     >>> image, mask = ibsi_digital_phantom()
     >>> image.GetSize(), image.GetSpacing(), int(sitk.GetArrayViewFromImage(mask).sum())
     ((5, 4, 4), (2.0, 2.0, 2.0), 74)
@@ -50,7 +64,31 @@ def ibsi_digital_phantom() -> tuple[sitk.Image, sitk.Image]:
 
 def write_case(image: sitk.Image, mask: sitk.Image, directory: str | os.PathLike, case_id: str,
                extension: str = ".nrrd") -> tuple[Path, Path]:
-    """Write a case's image and mask as ``<case_id>_image<ext>`` and ``<case_id>_mask<ext>`` (compressed)."""
+    """Write a case's image and mask as ``<case_id>_image<ext>`` and ``<case_id>_mask<ext>`` (compressed).
+
+    Parameters
+    ----------
+    image, mask : SimpleITK.Image
+        The case.
+    directory : str or os.PathLike
+        Where to write them (created when absent).
+    case_id : str
+        The files' stem.
+    extension : str, default ".nrrd"
+        Any extension SimpleITK writes (``".nii.gz"``, ``".mha"``, ...).
+
+    Returns
+    -------
+    (pathlib.Path, pathlib.Path)
+        The image file and the mask file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     [p.name for p in write_case(*ibsi_digital_phantom(), folder, "c1", ".nii.gz")]
+    ['c1_image.nii.gz', 'c1_mask.nii.gz']
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = directory / f"{case_id}_image{extension}", directory / f"{case_id}_mask{extension}"
@@ -60,7 +98,25 @@ def write_case(image: sitk.Image, mask: sitk.Image, directory: str | os.PathLike
 
 
 def write_ibsi_phantom(directory: str | os.PathLike) -> pd.DataFrame:
-    """Write the IBSI digital phantom and a one-row cases table (returned; also ``cases.csv``)."""
+    """Write the IBSI digital phantom and a one-row cases table (returned; also ``cases.csv``).
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Where to write ``ibsi_phantom_image.nrrd``, ``ibsi_phantom_mask.nrrd`` and ``cases.csv``.
+
+    Returns
+    -------
+    DataFrame
+        The cases table: ``case_id`` "ibsi_phantom", ``site`` "ibsi", the image and mask paths.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     write_ibsi_phantom(folder)[["case_id", "site"]].to_dict("records")
+    [{'case_id': 'ibsi_phantom', 'site': 'ibsi'}]
+    """
     directory = Path(directory)
     image_path, mask_path = write_case(*ibsi_digital_phantom(), directory, "ibsi_phantom")
     cases = pd.DataFrame({schema.CASE_ID: ["ibsi_phantom"], schema.SITE: ["ibsi"],

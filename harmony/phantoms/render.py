@@ -10,91 +10,12 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from harmony.core.config import Field, Section, validate
 from harmony.core.errors import ConfigError
 from harmony.phantoms import textures
+from harmony.phantoms.specs import phantom_spec
 
+__all__ = ["render_phantom"]
 
-def _xyz(values: list) -> str | None:
-    return None if len(values) == 3 else "expected 3 values (x, y, z)"
-
-
-def _xyz_or_empty(values: list) -> str | None:
-    return None if len(values) in (0, 3) else "expected 3 values (x, y, z), or [] for the default"
-
-
-def _direction_check(values: list) -> str | None:
-    if not values:
-        return None
-    if len(values) != 9:
-        return "expected 9 values (a row-major 3 x 3 matrix), or [] for identity"
-    matrix = np.asarray(values).reshape(3, 3)
-    return None if np.allclose(matrix @ matrix.T, np.eye(3), atol=1e-6) else "the direction matrix must be orthonormal"
-
-
-def _positive(default: float, doc: str = "") -> Field:
-    return Field(float, default, min=0.0, min_exclusive=True, doc=doc)
-
-
-def _vector(default: list, check=_xyz, doc: str = "", **item) -> Field:
-    return Field(list, default, item=Field(float, **item), check=check, doc=doc)
-
-
-GRID = Section({
-    "size": Field(list, [64, 64, 64], item=Field(int, min=1), check=_xyz, doc="Voxels along x, y, z."),
-    "spacing_mm": _vector([1.0, 1.0, 1.0], min=0.0, min_exclusive=True, doc="Voxel size along x, y, z (mm)."),
-    "origin_mm": _vector([], _xyz_or_empty, doc="Centre of the first voxel; [] centres the grid on 0."),
-    "direction": Field(list, [], item=Field(float), check=_direction_check, doc="Row-major axes; [] = identity."),
-}, doc="The phantom's high-resolution grid.")
-
-
-LESION = Section({
-    "radius_mm": _positive(10.0, "Radius of the sphere of the same volume (before lobes and spikes)."),
-    "center_mm": _vector([0.0, 0.0, 0.0], doc="Lesion centre (physical mm)."),
-    "axes": _vector([1.0, 1.0, 1.0], min=0.0, min_exclusive=True, doc="Relative semi-axes: != 1 for an ellipsoid."),
-    "orientation": Field(str, "aligned", choices=("aligned", "random"), doc="Ellipsoid axes along the grid or at random."),
-    "lobes": Field(int, 0, min=0, doc="Number of lobes (bumps on the radius) of a lobulated lesion."),
-    "lobulation": Field(float, 0.0, min=0.0, max=1.0, doc="Relative height of the lobes."),
-    "lobe_width": Field(float, 0.3, min=0.05, max=2.0, doc="Angular width of a lobe (1 - cos of the angle)."),
-    "spikes": Field(int, 0, min=0, doc="Number of spicules of a spiculated lesion."),
-    "spike_length_mm": Field(float, 6.0, min=0.0, doc="Length of a spicule beyond the surface."),
-    "spike_width_mm": Field(float, 2.0, min=0.0, doc="Width of a spicule at its base."),
-    "components": Field(int, 1, min=1, doc="Number of components of a multi-component lesion."),
-    "component_distance_mm": Field(float, 0.0, min=0.0,
-                                   doc="Distance of each component's centre from center_mm (spread evenly)."),
-    "necrosis_fraction": Field(float, 0.0, min=0.0, max=0.95, doc="Volume fraction of the necrotic core."),
-    "necrosis_intensity": Field(float, 20.0, doc="Mean intensity of the necrotic core."),
-    "necrosis_heterogeneity": Field(float, 3.0, min=0.0, doc="Texture amplitude (SD) in the core."),
-    "intensity": Field(float, 100.0, doc="Mean intensity of the viable lesion."),
-    "heterogeneity": Field(float, 10.0, min=0.0, doc="Texture amplitude: SD of the correlated random field."),
-    "coarseness_mm": Field(float, 2.0, min=0.0, doc="Texture correlation length (Gaussian kernel SD, mm)."),
-    "regions": Field(int, 0, min=0, doc="Piecewise-constant regions (Voronoi cells) over the lesion."),
-    "region_contrast": Field(float, 0.0, min=0.0, doc="SD of the regions' intensity levels."),
-    "gradient": Field(float, 0.0, doc="Intensity change from the centre to radius_mm along a random direction."),
-}, doc="The lesion: shape, necrosis and texture. The mask (label 1) covers it, core included.")
-
-
-BACKGROUND = Section({
-    "intensity": Field(float, 40.0, doc="Mean intensity of the background tissue."),
-    "heterogeneity": Field(float, 5.0, min=0.0, doc="Texture amplitude (SD)."),
-    "coarseness_mm": Field(float, 4.0, min=0.0, doc="Texture correlation length (mm)."),
-})
-
-
-#: One phantom: its grid, lesion and background tissue.
-PHANTOM = Section({"grid": GRID, "lesion": LESION, "background": BACKGROUND})
-
-
-def phantom_spec(data: Mapping[str, Any] | None = None, *, file: str = "<phantom spec>") -> dict[str, Any]:
-    """A validated phantom spec with every default filled in.
-
-    >>> phantom_spec({"lesion": {"radius_mm": 5}})["lesion"]["radius_mm"]
-    5.0
-    """
-    return validate(dict(data or {}), PHANTOM, file=file)
-
-
-# -- rendering a phantom ----------------------------------------------------------------------------
 
 def _geometry(grid: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(size, spacing, origin, direction matrix) of a grid spec, all in x, y, z order."""
@@ -197,6 +118,27 @@ def render_phantom(spec: Mapping[str, Any], seed: int | Sequence[int]) -> tuple[
     regions/gradient draw from four independent streams spawned from ``SeedSequence(seed)``, so changing the
     texture parameters does not move the lesion's outline.
 
+    Parameters
+    ----------
+    spec : mapping
+        A phantom spec (validated here with :func:`phantom_spec`; absent keys take their defaults).
+    seed : int or sequence of int
+        The entropy of every draw.
+
+    Returns
+    -------
+    (SimpleITK.Image, SimpleITK.Image)
+        The image (float32) and the lesion's mask (uint8, label 1, necrotic core included), on the grid of
+        ``spec["grid"]``.
+
+    Raises
+    ------
+    ConfigError
+        ``spec`` does not validate, or the lesion has no voxel on the grid. A lesion that touches the
+        grid's border is cut, with a warning.
+
+    Examples
+    --------
     >>> image, mask = render_phantom({"grid": {"size": [24, 24, 24]}, "lesion": {"radius_mm": 6}}, seed=1)
     >>> image.GetSize(), image.GetOrigin(), int(sitk.GetArrayViewFromImage(mask).sum())
     ((24, 24, 24), (-11.5, -11.5, -11.5), 912)

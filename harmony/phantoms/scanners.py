@@ -3,78 +3,20 @@
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 
-from harmony.core.config import Field, Section, load
-from harmony.core.resources import builtin_names, resolve
 from harmony.phantoms import textures
-from harmony.phantoms.render import _positive, _set_geometry, _vector, _xyz_or_empty
+from harmony.phantoms.render import _set_geometry
 
-# -- specs (validated with the config DSL) ----------------------------------------------------------
+__all__ = ["acquire"]
 
-#: Built-in scanner profiles, next to the package in a source checkout: a bare name refers to these.
-
-
-_IMAGE_EXTENSIONS = {"nrrd": ".nrrd", "nifti": ".nii.gz"}
-
-
-def _psf_check(psf: dict) -> str | None:
-    return "give psf.fwhm_mm or psf.sigma_mm, not both" if psf["fwhm_mm"] and psf["sigma_mm"] else None
-
-
-#: A scanner profile (``phantoms/scanners/<site>.toml``): the acquisition effects applied to a phantom.
-SCANNER = Section({
-    "description": Field(str, ""),
-    "modality": Field(str, "CT", choices=("CT", "MR", "PET")),
-    "resolution": Section({
-        "pixel_mm": _positive(1.0, "In-plane voxel size (x and y)."),
-        "slice_mm": _positive(1.0, "Slice thickness and spacing (z)."),
-    }),
-    "psf": Section({
-        "fwhm_mm": _vector([], _xyz_or_empty, min=0.0, doc="Gaussian point-spread function FWHM along x, y, z."),
-        "sigma_mm": _vector([], _xyz_or_empty, min=0.0, doc="The same as a standard deviation."),
-    }, check=_psf_check, doc="Blur besides the integration over each output voxel (modelled as a box)."),
-    "noise": Section({
-        "sd": Field(float, 0.0, min=0.0, doc="Noise standard deviation (phantom intensity units)."),
-        "correlation_mm": Field(float, 0.0, min=0.0,
-                                doc="0: white noise (sharp kernel); > 0: correlated noise (smooth kernel)."),
-    }),
-    "calibration": Section({
-        "scale": _positive(1.0, "Output = scale * signal + offset."),
-        "offset": Field(float, 0.0),
-    }),
-    "bias_field": Section({
-        "amplitude": Field(float, 0.0, min=0.0, max=1.0, doc="SD of the log of a multiplicative field (MR)."),
-        "length_mm": _positive(40.0, "Its correlation length."),
-    }),
-})
-
-
-# -- scanners ---------------------------------------------------------------------------------------
 
 _FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
-
-
-def load_scanner(profile: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Read and validate a scanner profile: a TOML file, or the name of a built-in one.
-
-    An unknown key raises ConfigError naming the file and the key; an unknown name lists the built-in ones.
-
-    >>> load_scanner("ct_sharp_1mm")["noise"]["sd"]
-    22.0
-    """
-    return load(resolve(profile, "scanner"), SCANNER, overrides)
-
-
-def builtin_scanners() -> list[str]:
-    """Names of the shipped scanner profiles (``harmony examples list``)."""
-    return builtin_names("scanner")
 
 
 def acquire(image: sitk.Image, mask: sitk.Image, profile: Mapping[str, Any],
@@ -86,10 +28,27 @@ def acquire(image: sitk.Image, mask: sitk.Image, profile: Mapping[str, Any],
     resampled linearly to the scanner's grid over the same field of view (same centre and axes). The
     optional bias field multiplies the signal, noise (white, or correlated with ``noise.correlation_mm``) is
     added, and the calibration ``scale * x + offset`` is applied last. The mask is resampled by nearest
-    neighbour. ``rng`` supplies the bias field and the noise.
+    neighbour.
 
+    Parameters
+    ----------
+    image, mask : SimpleITK.Image
+        The phantom (e.g. from :func:`harmony.render_phantom`), on a finer grid than the scanner's.
+    profile : mapping
+        A validated scanner profile (:func:`load_scanner`).
+    rng : numpy.random.Generator
+        The draws of the bias field and the noise.
+
+    Returns
+    -------
+    (SimpleITK.Image, SimpleITK.Image)
+        The scan (float32) and its mask (uint8), on the scanner's grid.
+
+    Examples
+    --------
     >>> from harmony.core.config import validate
     >>> from harmony.phantoms import render_phantom
+    >>> from harmony.phantoms.specs import SCANNER
     >>> image, mask = render_phantom({"grid": {"size": [20, 20, 20]}, "lesion": {"radius_mm": 5}}, 0)
     >>> profile = validate({"resolution": {"slice_mm": 2.5}, "noise": {"sd": 5}}, SCANNER)
     >>> scan, scan_mask = acquire(image, mask, profile, np.random.default_rng(0))

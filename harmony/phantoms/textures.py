@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+__all__ = ["gaussian_random_field", "smooth_random_field", "piecewise_regions", "linear_gradient"]
+
 
 def _gaussian_transfer(n: int, spacing_mm: float, sigma_mm: float, *, half: bool = False) -> np.ndarray:
     """Fourier transfer function of a Gaussian kernel of ``sigma_mm`` on an axis of ``n`` samples."""
@@ -28,6 +30,29 @@ def gaussian_random_field(shape: Sequence[int], spacing_mm: Sequence[float], cor
     correlation length should stay well below the grid's extent; use :func:`smooth_random_field` for
     fields smoother than the grid (bias fields).
 
+    Parameters
+    ----------
+    shape : sequence of int
+        The array's shape, ``(z, y, x)``.
+    spacing_mm : sequence of float
+        Voxel size along the same axes (mm).
+    correlation_mm : float
+        Standard deviation of the Gaussian kernel (mm), >= 0.
+    rng : numpy.random.Generator
+        The draws of the white noise.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, of ``shape``.
+
+    Raises
+    ------
+    ValueError
+        ``correlation_mm`` is negative.
+
+    Examples
+    --------
     >>> rng = np.random.default_rng(0)
     >>> field = gaussian_random_field((32, 32, 32), (1.0, 1.0, 1.0), 2.0, rng)
     >>> field.shape, bool(abs(field.std() - 1) < 0.3)
@@ -59,6 +84,31 @@ def smooth_random_field(shape: Sequence[int], spacing_mm: Sequence[float], lengt
     FFT-filtered field, it is not periodic, so ``length_mm`` may exceed the field of view. Each wave is
     separable along the grid axes, so the sum is one matrix product.
 
+    Parameters
+    ----------
+    shape : sequence of int
+        The array's shape, ``(z, y, x)``.
+    spacing_mm : sequence of float
+        Voxel size along the same axes (mm).
+    length_mm : float
+        The correlation length (mm), > 0.
+    rng : numpy.random.Generator
+        The draws of the wave vectors and phases.
+    waves : int, default 64
+        Number of cosines summed.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, of ``shape``.
+
+    Raises
+    ------
+    ValueError
+        ``length_mm`` is not positive.
+
+    Examples
+    --------
     >>> field = smooth_random_field((8, 8, 8), (1.0, 1.0, 1.0), 40.0, np.random.default_rng(0))
     >>> field.shape, bool(np.abs(np.diff(field, axis=2)).max() < 0.2)
     ((8, 8, 8), True)
@@ -82,8 +132,31 @@ def piecewise_regions(points: np.ndarray, centre: Sequence[float], radius_mm: fl
                       rng: np.random.Generator) -> np.ndarray:
     """Piecewise-constant unit-variance levels over Voronoi cells seeded uniformly in a ball.
 
-    ``points`` has shape ``(3, ...)`` (physical x, y, z in mm); the result has ``points.shape[1:]``.
+    Parameters
+    ----------
+    points : numpy.ndarray
+        Shape ``(3, ...)``: physical x, y, z (mm) of the points to label.
+    centre : sequence of float
+        Centre of the ball the cell seeds are drawn in (mm).
+    radius_mm : float
+        Its radius.
+    n_regions : int
+        Number of cells, >= 1.
+    rng : numpy.random.Generator
+        The draws of the seeds and the levels.
 
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``points.shape[1:]``: the standard-normal level of each point's nearest seed.
+
+    Raises
+    ------
+    ValueError
+        ``n_regions`` is below 1.
+
+    Examples
+    --------
     >>> pts = np.zeros((3, 2, 2))
     >>> piecewise_regions(pts, (0, 0, 0), 5.0, 1, np.random.default_rng(1)).shape
     (2, 2)
@@ -108,6 +181,24 @@ def linear_gradient(points: np.ndarray, centre: Sequence[float], radius_mm: floa
                     rng: np.random.Generator) -> np.ndarray:
     """A linear ramp along a random direction: 0 at ``centre``, +-1 at ``radius_mm`` from it.
 
+    Parameters
+    ----------
+    points : numpy.ndarray
+        Shape ``(3, ...)``: physical x, y, z (mm).
+    centre : sequence of float
+        Where the ramp is 0 (mm).
+    radius_mm : float
+        Distance along the direction at which it reaches 1.
+    rng : numpy.random.Generator
+        The draw of the direction.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``points.shape[1:]``.
+
+    Examples
+    --------
     >>> ramp = linear_gradient(np.ones((3, 1)), (0, 0, 0), 1.0, np.random.default_rng(2))
     >>> bool(abs(ramp[0]) <= np.sqrt(3))
     True

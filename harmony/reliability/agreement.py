@@ -19,8 +19,7 @@ from harmony.core.schema import (
     N_VARIANTS,
     REASON,
 )
-from harmony.reliability.settings import CCC, DEFAULT_SEED
-from harmony.reliability.statistics import (
+from harmony.reliability.arrays import (
     _icc_results,
     _occc,
     _occc_bootstrap,
@@ -28,8 +27,12 @@ from harmony.reliability.statistics import (
     _Results,
     _screen,
 )
+from harmony.reliability.settings import CCC, DEFAULT_SEED
+
+__all__ = ["icc", "ccc"]
 
 # -- long tables in, arrays out -----------------------------------------------------------------------
+
 
 def _check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
@@ -130,6 +133,20 @@ def icc(data: pd.DataFrame, targets: str, raters: str, ratings: str, *, features
         One row per (feature,) metric: ``metric`` (pingouin's labels ``ICC(1,1) ... ICC(C,k)``),
         ``estimate``, ``ci_low``, ``ci_high``, ``n_cases`` (complete targets used), ``n_variants`` (raters)
         and ``reason`` (empty, or why the estimate is undefined: constant ratings, < 2 complete targets).
+        Targets missing a rating are left out (complete cases only), per feature.
+
+    Raises
+    ------
+    SchemaError
+        ``data`` is not a DataFrame, lacks a column, has a non-numeric rating, a missing label, or two
+        ratings for one (feature, target, rater).
+    ValueError
+        ``confidence`` is not in (0, 1).
+
+    See Also
+    --------
+    harmony.reliability_table : every metric per feature and perturbation kind of a features table.
+    pingouin.intraclass_corr : the same six forms for one feature (harmony's values agree to 1e-15).
 
     Examples
     --------
@@ -182,6 +199,14 @@ def ccc(data: pd.DataFrame, targets: str, raters: str, ratings: str, *, features
     DataFrame
         ``metric`` "CCC", ``estimate``, ``ci_low``, ``ci_high``, ``n_cases``, ``n_variants`` (raters
         compared) and ``reason`` (empty unless undefined), per feature (and rater, with a reference).
+
+    Raises
+    ------
+    SchemaError
+        ``data`` is not a DataFrame, lacks a column, has a non-numeric rating or a repeated rating, or
+        ``reference`` is not a value of ``raters``.
+    ValueError
+        ``confidence`` is not in (0, 1), or ``n_boot`` is below 1.
 
     Examples
     --------

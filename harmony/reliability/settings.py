@@ -9,35 +9,26 @@ from harmony.core import schema
 from harmony.core.config import Field, Section, validate
 from harmony.core.schema import ICC_METRICS
 
+__all__ = ["ALL", "CCC", "COV", "RANGE", "UNDEFINED", "DEFAULT_SEED", "ICC_CATEGORIES", "CCC_CATEGORIES",
+           "COV_CATEGORIES", "RANGE_CATEGORY", "SETTINGS", "resolve_settings"]
+
 #: The perturbation group holding every variant.
 ALL = "all"
-
-
+#: The metric labels of the overall CCC, the coefficient of variation and the range.
 CCC, COV, RANGE = schema.RELIABILITY_METRICS[len(ICC_METRICS):]
-
-
+#: The category of a row whose metric could not be computed (its ``reason`` says why).
 UNDEFINED = "undefined"
-
-
 _ICC_AK = ICC_METRICS[4]  # the one form that can lack a value (see _icc_arrays)
-
-
 #: Seed of the CCC bootstrap when no generator is given.
 DEFAULT_SEED = 0
-
-
+#: ICC categories, lowest first (Koo & Li 2016).
 ICC_CATEGORIES = ("poor", "moderate", "good", "excellent")  # Koo & Li 2016
-
-
+#: CCC categories, lowest first (McBride 2005).
 CCC_CATEGORIES = ("poor", "moderate", "substantial", "almost perfect")  # McBride 2005
-
-
+#: CoV categories: at most ``cov_max``, or above.
 COV_CATEGORIES = ("low", "high")
-
-
+#: The category of every range row: descriptive, in feature units, never flagged.
 RANGE_CATEGORY = "descriptive"
-
-
 _VERDICT_METRICS = ("icc", "ccc", "cov")
 
 
@@ -46,6 +37,7 @@ def _three_increasing(values: list) -> str | None:
     return None if ok else "expected three increasing values in [0, 1]"
 
 
+#: The ``[reliability]`` section of an experiment config (``harmony reliability --config``).
 SETTINGS = Section(
     {
         "icc": Field(str, "ICC(A,1)", choices=ICC_METRICS, doc="ICC form used for the verdict."),
@@ -68,11 +60,30 @@ SETTINGS = Section(
 )
 
 
-# -- settings -------------------------------------------------------------------------------------------
-
 def resolve_settings(settings: Mapping[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
     """Validate ``settings`` (a ``[reliability]`` section) with keyword overrides; defaults filled in.
 
+    Parameters
+    ----------
+    settings : mapping, optional
+        A ``[reliability]`` section (:data:`SETTINGS`); absent keys take their defaults.
+    **overrides
+        Keys set over ``settings`` (``icc="ICC(C,1)"``, ``judge_on="estimate"``).
+
+    Returns
+    -------
+    dict
+        The validated settings.
+
+    Raises
+    ------
+    ConfigError
+        An unknown key or a bad value, named ``reliability.<key>``.
+
+    Examples
+    --------
+    >>> resolve_settings()["icc"], resolve_settings()["icc_min"]
+    ('ICC(A,1)', 0.75)
     >>> resolve_settings(icc="ICC(C,1)")["icc"]
     'ICC(C,1)'
     >>> resolve_settings({"judge_on": "upper"})

@@ -31,9 +31,11 @@ from harmony.core.schema import (
     VARIANT_ID,
 )
 from harmony.reliability.agreement import _dense, _factorize
+from harmony.reliability.arrays import _group_results, _pairwise, _Results
 from harmony.reliability.settings import ALL, DEFAULT_SEED, resolve_settings
-from harmony.reliability.statistics import _group_results, _pairwise, _Results
 from harmony.reliability.verdicts import _classify
+
+__all__ = ["reliability_table", "PAIRWISE", "pairwise_ccc"]
 
 
 def _rows(features: np.ndarray, perturbation: str, n_conditions: int, res: _Results,
@@ -48,8 +50,6 @@ def _rows(features: np.ndarray, perturbation: str, n_conditions: int, res: _Resu
         }))
     return pd.concat(frames, ignore_index=True)
 
-
-# -- the features table -------------------------------------------------------------------------------
 
 class _Design:
     """The features table as (features, cases, conditions), each condition's variant, repeat and kind."""
@@ -120,6 +120,19 @@ def reliability_table(features: pd.DataFrame, variants: pd.DataFrame | None = No
         ``range``; ``n_variants`` counts the conditions (original included); ``reason`` explains the
         category.
 
+    Raises
+    ------
+    SchemaError
+        ``features`` or ``variants`` does not follow its contract, the features table has no ``original``
+        rows, a variant has no row in ``variants``, or a (feature, case, variant, repeat) is repeated.
+    ConfigError
+        ``settings`` (with the overrides) do not validate.
+
+    See Also
+    --------
+    harmony.icc : the six ICC forms on any long table.
+    harmony.feature_verdicts : one stable/unstable verdict per feature from this table.
+
     Examples
     --------
     >>> rng = np.random.default_rng(1)
@@ -147,6 +160,7 @@ def reliability_table(features: pd.DataFrame, variants: pd.DataFrame | None = No
     return schema.RELIABILITY.validate(pd.concat(frames, ignore_index=True), "reliability")
 
 
+#: The table of :func:`pairwise_ccc`.
 PAIRWISE = schema.TableSpec(
     "ccc_pairwise",
     schema._cols((FEATURE, "str"), (VARIANT_ID, "str"), (REPEAT, "int64"), (KIND, "str"), (METRIC, "str"),
@@ -164,6 +178,39 @@ def pairwise_ccc(features: pd.DataFrame, variants: pd.DataFrame | None = None, *
 
     The original is its lowest repeat; intervals are Lin's z-transform intervals; categories and flags
     follow the CCC settings (``ccc_thresholds``, ``ccc_min``, ``judge_on``).
+
+    Parameters
+    ----------
+    features : DataFrame
+        The features table (schema.FEATURES).
+    variants : DataFrame, optional
+        The variants table, for each variant's ``kind``.
+    settings : mapping, optional
+        A ``[reliability]`` section; keyword ``overrides`` are merged over it.
+
+    Returns
+    -------
+    DataFrame
+        :data:`PAIRWISE`: one row per (feature, variant, repeat) other than the original.
+
+    Raises
+    ------
+    SchemaError
+        As :func:`reliability_table`.
+    ConfigError
+        ``settings`` do not validate.
+
+    Examples
+    --------
+    Six cases shifted by 0.5: Lin's CCC is 2 * 35/12 / (2 * 35/12 + 0.5 ** 2) = 0.959, whose lower bound
+    is below the 0.90 of ``moderate``:
+
+    >>> rows = [(f"c{i}", "s", v, 0, "f", float(i) + d) for v, d in (("original", 0.0), ("shifted", 0.5))
+    ...         for i in range(6)]
+    >>> table = pairwise_ccc(pd.DataFrame(rows, columns=schema.FEATURES.names))
+    >>> table[["variant_id", "estimate", "category"]].round(3)
+      variant_id  estimate category
+    0    shifted     0.959     poor
     """
     settings = resolve_settings(settings, **overrides)
     design = _Design(features, variants)

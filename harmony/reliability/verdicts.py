@@ -36,6 +36,8 @@ from harmony.reliability.settings import (
     resolve_settings,
 )
 
+__all__ = ["feature_verdicts", "summary_counts"]
+
 # -- categories and reasons ---------------------------------------------------------------------------
 
 _BOUND_WORD = {CI_LOW: "lower bound", CI_HIGH: "upper bound", ESTIMATE: "estimate"}
@@ -93,9 +95,27 @@ def feature_verdicts(reliability: pd.DataFrame, settings: Mapping[str, Any] | No
                      **overrides: Any) -> pd.DataFrame:
     """One verdict per feature: stable when every verdict metric passes under every perturbation.
 
-    Returns ``feature, stable, reason, worst_perturbation, metric, estimate, ci_low, ci_high, category,
-    n_cases``; the last six describe the weakest row (an undefined row first, then the one furthest
-    below, or nearest above, its threshold; among perturbation kinds before ``all``).
+    Parameters
+    ----------
+    reliability : DataFrame
+        A reliability table (:func:`harmony.reliability_table`).
+    settings : mapping, optional
+        A ``[reliability]`` section: ``verdict`` names the metrics every perturbation must pass (default
+        the ``icc`` form only); keyword ``overrides`` are merged over it.
+
+    Returns
+    -------
+    DataFrame
+        ``feature, stable, reason, worst_perturbation, metric, estimate, ci_low, ci_high, category,
+        n_cases``; the last six describe the weakest row (an undefined row first, then the one furthest
+        below, or nearest above, its threshold; among perturbation kinds before ``all``).
+
+    Raises
+    ------
+    SchemaError
+        ``reliability`` is not a reliability table with a ``reason`` column.
+    ConfigError
+        ``settings`` do not validate.
 
     Examples
     --------
@@ -144,6 +164,26 @@ def summary_counts(reliability: pd.DataFrame, settings: Mapping[str, Any] | None
                    **overrides: Any) -> pd.DataFrame:
     """Features per category of the verdict ICC form, per perturbation, plus how many rows are stable.
 
+    Parameters
+    ----------
+    reliability : DataFrame
+        A reliability table: ``perturbation``, ``metric``, ``category`` and ``stable`` at least.
+    settings : mapping, optional
+        A ``[reliability]`` section (its ``icc`` form is counted); keyword ``overrides`` are merged over it.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by perturbation (in table order): one column per ICC category and ``undefined``, and
+        ``stable``.
+
+    Raises
+    ------
+    ConfigError
+        ``settings`` do not validate.
+
+    Examples
+    --------
     >>> rows = pd.DataFrame({"perturbation": ["noise", "noise", "all"], "metric": "ICC(A,1)",
     ...                      "category": ["good", "poor", "good"], "stable": [True, False, True]})
     >>> summary_counts(rows).reset_index()

@@ -1,4 +1,9 @@
-"""The report's figures; each plot function takes ``ax=None`` and returns the Figure."""
+"""The report's figures; each plot function takes ``ax=None`` and returns the Figure.
+
+Figures are made with matplotlib's object-oriented API (:class:`matplotlib.figure.Figure`), never pyplot:
+importing this module or drawing a report never selects a backend nor changes the one a user or a
+notebook has chosen, and no figure is left open in pyplot's list.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,18 @@ import io as _io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from harmony.core import schema
 from harmony.harmonize import metrics as hm
 from harmony.reliability.settings import ALL as ALL_PERTURBATIONS
+
+__all__ = ["KOO_LI_BANDS", "HEATMAP_TOP_N", "primary_metric", "plot_icc_distribution", "heatmap_features",
+           "plot_icc_heatmap", "plot_site_effect", "pca_scores", "plot_pca", "plot_truth_correlation", "figure_png"]
 
 #: Koo & Li (2016) bands for reading an ICC: poor < 0.5 <= moderate < 0.75 <= good < 0.9 <= excellent.
 KOO_LI_BANDS = ((0.0, 0.5, "poor", "#f4c7c3"), (0.5, 0.75, "moderate", "#fce8b2"),
@@ -22,26 +31,46 @@ KOO_LI_BANDS = ((0.0, 0.5, "poor", "#f4c7c3"), (0.5, 0.75, "moderate", "#fce8b2"
 
 #: Preference order when the manifest does not name the ICC form the run judged on.
 _ICC_PREFERENCE = ("ICC(A,1)", "ICC(C,1)", "ICC(1,1)", "ICC(A,k)", "ICC(C,k)", "ICC(1,k)", "CCC")
-
-
+#: Most features the reliability heatmap shows (:func:`heatmap_features`).
 HEATMAP_TOP_N = 40
-
-
-_SITE_COLOURS = plt.get_cmap("tab10")
+_SITE_COLOURS = colormaps["tab10"]
 
 
 # -- small helpers ------------------------------------------------------------------------------------
 
-def _axes(ax, figsize=(7.0, 4.0)):
+def _axes(ax: Axes | None, figsize: tuple[float, float] = (7.0, 4.0)) -> tuple[Figure, Axes]:
+    """The figure and axes to draw on: ``ax`` and its figure, or a new detached Figure of ``figsize``."""
     if ax is None:
-        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-        return fig, ax
+        fig = Figure(figsize=figsize, layout="constrained")
+        return fig, fig.add_subplot()
     return ax.figure, ax
 
 
 def primary_metric(reliability: pd.DataFrame, manifest: Mapping[str, Any] | None = None) -> str:
     """The reliability metric the report shows: the run's configured ICC form when present in the table.
 
+    Otherwise the first of ICC(A,1), ICC(C,1), ICC(1,1), ICC(A,k), ICC(C,k), ICC(1,k) and CCC in the table,
+    else the table's first metric.
+
+    Parameters
+    ----------
+    reliability : pandas.DataFrame
+        The reliability table (its ``metric`` column is read).
+    manifest : mapping, optional
+        The run manifest; its ``config.reliability.icc`` is the configured form.
+
+    Returns
+    -------
+    str
+        The metric label, e.g. ``"ICC(A,1)"``.
+
+    Raises
+    ------
+    ValueError
+        When the table is empty.
+
+    Examples
+    --------
     >>> rel = pd.DataFrame({"metric": ["CCC", "ICC(C,1)"]})
     >>> primary_metric(rel), primary_metric(rel, {"config": {"reliability": {"icc": "CCC"}}})
     ('ICC(C,1)', 'CCC')
@@ -71,8 +100,32 @@ def _kinds_of(reliability: pd.DataFrame) -> list[str]:
 
 # -- figures ------------------------------------------------------------------------------------------
 
-def plot_icc_distribution(reliability: pd.DataFrame, metric: str | None = None, ax=None) -> Figure:
-    """Box plot of every feature's reliability estimate, one box per perturbation kind, over Koo & Li bands."""
+def plot_icc_distribution(reliability: pd.DataFrame, metric: str | None = None, ax: Axes | None = None) -> Figure:
+    """Box plot of every feature's reliability estimate, one box per perturbation kind, over Koo & Li bands.
+
+    Parameters
+    ----------
+    reliability : pandas.DataFrame
+        The reliability table (``feature``, ``perturbation``, ``metric``, ``estimate``, ...), as
+        :func:`harmony.reliability.table.reliability_table` writes it.
+    metric : str, optional
+        The metric to show; by default :func:`primary_metric` of the table.
+    ax : matplotlib.axes.Axes, optional
+        Draw on these axes; by default on a new Figure (not registered with pyplot).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The new figure, or ``ax.figure`` when ``ax`` is given.
+
+    Examples
+    --------
+    >>> rel = pd.DataFrame({"feature": ["a", "a", "b", "b"], "perturbation": ["noise", "all"] * 2,
+    ...                     "metric": "ICC(A,1)", "estimate": [0.95, 0.9, 0.4, 0.6]})
+    >>> fig = plot_icc_distribution(rel)
+    >>> [label.get_text() for label in fig.axes[0].get_yticklabels()]
+    ['noise', 'all']
+    """
     metric = metric or primary_metric(reliability)
     rows = reliability[reliability[schema.METRIC] == metric]
     kinds = _kinds_of(rows)
@@ -98,8 +151,34 @@ def plot_icc_distribution(reliability: pd.DataFrame, metric: str | None = None, 
 
 
 def heatmap_features(reliability: pd.DataFrame, metric: str, top_n: int = HEATMAP_TOP_N) -> tuple[pd.DataFrame, bool]:
-    """Features x perturbation kinds matrix of ``metric``; when there are more than ``top_n`` features, the
-    ``top_n`` whose estimate varies most between kinds (they tell kinds apart). Returns (matrix, truncated).
+    """Features x perturbation kinds matrix of ``metric``, at most ``top_n`` features.
+
+    When there are more than ``top_n`` features, the ``top_n`` whose estimate varies most between kinds
+    are kept (they tell kinds apart).
+
+    Parameters
+    ----------
+    reliability : pandas.DataFrame
+        The reliability table.
+    metric : str
+        The metric whose estimates fill the matrix.
+    top_n : int, default HEATMAP_TOP_N
+        The most features kept.
+
+    Returns
+    -------
+    matrix : pandas.DataFrame
+        Features (rows; best first under the whole design ``all`` when present) x perturbation kinds.
+    truncated : bool
+        Whether features were left out.
+
+    Examples
+    --------
+    >>> rel = pd.DataFrame({"feature": ["a", "a", "b", "b"], "perturbation": ["noise", "all"] * 2,
+    ...                     "metric": "ICC(A,1)", "estimate": [0.95, 0.9, 0.4, 0.6]})
+    >>> matrix, truncated = heatmap_features(rel, "ICC(A,1)", top_n=1)
+    >>> list(matrix.index), list(matrix.columns), truncated
+    (['b'], ['noise', 'all'], True)
     """
     rows = reliability[reliability[schema.METRIC] == metric]
     matrix = rows.pivot_table(index=schema.FEATURE, columns=schema.PERTURBATION, values=schema.ESTIMATE,
@@ -117,12 +196,36 @@ def heatmap_features(reliability: pd.DataFrame, metric: str, top_n: int = HEATMA
 
 
 def plot_icc_heatmap(reliability: pd.DataFrame, metric: str | None = None, top_n: int = HEATMAP_TOP_N,
-                     ax=None) -> Figure:
-    """Heatmap of ``metric`` for features (rows) x perturbation kinds (columns), 0 (red) to 1 (green)."""
+                     ax: Axes | None = None) -> Figure:
+    """Heatmap of ``metric`` for features (rows) x perturbation kinds (columns), 0 (red) to 1 (green).
+
+    Parameters
+    ----------
+    reliability : pandas.DataFrame
+        The reliability table.
+    metric : str, optional
+        The metric to show; by default :func:`primary_metric` of the table.
+    top_n : int, default HEATMAP_TOP_N
+        At most this many features, the most kind-dependent ones (:func:`heatmap_features`).
+    ax : matplotlib.axes.Axes, optional
+        Draw on these axes; by default on a new Figure (not registered with pyplot).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The new figure, or ``ax.figure`` when ``ax`` is given.
+
+    Examples
+    --------
+    >>> rel = pd.DataFrame({"feature": ["a", "a", "b", "b"], "perturbation": ["noise", "all"] * 2,
+    ...                     "metric": "ICC(A,1)", "estimate": [0.95, 0.9, 0.4, 0.6]})
+    >>> plot_icc_heatmap(rel).axes[0].get_title()
+    'ICC(A,1) by perturbation kind'
+    """
     metric = metric or primary_metric(reliability)
     matrix, truncated = heatmap_features(reliability, metric, top_n)
     fig, ax = _axes(ax, figsize=(1.1 * max(len(matrix.columns), 3) + 4.5, 0.22 * len(matrix) + 1.8))
-    cmap = plt.get_cmap("RdYlGn").with_extremes(under="#7f0000", bad="#dddddd")
+    cmap = colormaps["RdYlGn"].with_extremes(under="#7f0000", bad="#dddddd")
     image = ax.imshow(matrix.to_numpy(dtype=float), aspect="auto", cmap=cmap, vmin=0.0, vmax=1.0,
                       interpolation="nearest")
     ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=30, ha="right")
@@ -136,12 +239,33 @@ def plot_icc_heatmap(reliability: pd.DataFrame, metric: str | None = None, top_n
     return fig
 
 
-def plot_site_effect(site_effects: pd.DataFrame, ax=None, alpha: float = 0.05) -> Figure:
+def plot_site_effect(site_effects: pd.DataFrame, ax: Axes | None = None, alpha: float = 0.05) -> Figure:
     """Per feature, the site-effect p value before (x) and after (y) harmonization, as -log10(p).
 
-    ``site_effects`` is harmonize's table (:data:`harmony.harmonization_metrics.SITE_EFFECTS`): one row per
-    feature, stage and test; the Benjamini-Hochberg adjusted p value is plotted, so the dashed lines at
-    p = ``alpha`` separate the features judged significant. Points below the diagonal lost site effect.
+    The Benjamini-Hochberg adjusted p value is plotted, so the dashed lines at p = ``alpha`` separate the
+    features judged significant. Points below the diagonal lost site effect.
+
+    Parameters
+    ----------
+    site_effects : pandas.DataFrame
+        harmonize's site-effects table (:data:`harmony.harmonize.metrics.SITE_EFFECTS`): one row per feature,
+        stage (``raw``, ``combat``) and test, with the adjusted p value in ``pvalue_bh``.
+    ax : matplotlib.axes.Axes, optional
+        Draw on these axes; by default on a new Figure (not registered with pyplot).
+    alpha : float, default 0.05
+        The significance level drawn as dashed lines.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The new figure, or ``ax.figure`` when ``ax`` is given.
+
+    Examples
+    --------
+    >>> effects = pd.DataFrame({"feature": ["a", "a", "b", "b"], "test": "anova",
+    ...                         "stage": ["raw", "combat"] * 2, "pvalue_bh": [1e-6, 0.4, 1e-3, 0.8]})
+    >>> len(plot_site_effect(effects).axes[0].collections[0].get_offsets())  # one point per feature
+    2
     """
     fig, ax = _axes(ax, figsize=(5.4, 4.6))
     wide = site_effects.pivot_table(index=[schema.FEATURE, hm.TEST], columns=schema.STAGE, values=hm.PVALUE_BH,
@@ -167,8 +291,33 @@ def plot_site_effect(site_effects: pd.DataFrame, ax=None, alpha: float = 0.05) -
 def pca_scores(harmonized: pd.DataFrame, stage: str) -> pd.DataFrame:
     """First two principal components of the standardised original-variant features of one stage.
 
-    Features missing for some case or constant are left out. Returns columns case_id, site, PC1, PC2 and
-    the explained variance ratios in ``.attrs["explained"]``.
+    Features missing for some case or constant are left out.
+
+    Parameters
+    ----------
+    harmonized : pandas.DataFrame
+        harmonize's long table (the features table with a ``stage`` column).
+    stage : str
+        The stage to project, ``raw`` or ``combat``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns case_id, site, PC1, PC2; the explained variance ratios in ``.attrs["explained"]``.
+
+    Raises
+    ------
+    ValueError
+        With fewer than 3 cases or 2 varying features.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> long = pd.DataFrame([{"case_id": f"c{i}", "site": "AB"[i % 2], "variant_id": "original", "repeat": 0,
+    ...                       "feature": f, "value": rng.normal(), "stage": "raw"} for i in range(6) for f in "xyz"])
+    >>> scores = pca_scores(long, "raw")
+    >>> list(scores.columns), len(scores)
+    (['case_id', 'site', 'PC1', 'PC2'], 6)
     """
     from sklearn.decomposition import PCA
 
@@ -191,8 +340,33 @@ def pca_scores(harmonized: pd.DataFrame, stage: str) -> pd.DataFrame:
     return out
 
 
-def plot_pca(harmonized: pd.DataFrame, stage: str = "raw", ax=None) -> Figure:
-    """Cases on the first two principal components of their features, coloured by site."""
+def plot_pca(harmonized: pd.DataFrame, stage: str = "raw", ax: Axes | None = None) -> Figure:
+    """Cases on the first two principal components of their features (:func:`pca_scores`), coloured by site.
+
+    Parameters
+    ----------
+    harmonized : pandas.DataFrame
+        harmonize's long table (the features table with a ``stage`` column).
+    stage : str, default "raw"
+        The stage to show, ``raw`` or ``combat``.
+    ax : matplotlib.axes.Axes, optional
+        Draw on these axes; by default on a new Figure (not registered with pyplot).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The new figure, or ``ax.figure`` when ``ax`` is given.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> long = pd.DataFrame([{"case_id": f"c{i}", "site": "AB"[i % 2], "variant_id": "original", "repeat": 0,
+    ...                       "feature": f, "value": rng.normal(), "stage": "raw"} for i in range(6) for f in "xyz"])
+    >>> fig = Figure()
+    >>> ax = fig.add_subplot()
+    >>> plot_pca(long, "raw", ax=ax) is fig, len(ax.collections)  # drawn on ax: one scatter per site
+    (True, 2)
+    """
     fig, ax = _axes(ax, figsize=(5.0, 4.4))
     scores = pca_scores(harmonized, stage)
     for i, (site, group) in enumerate(scores.groupby(schema.SITE, sort=True)):
@@ -208,12 +382,30 @@ def plot_pca(harmonized: pd.DataFrame, stage: str = "raw", ax=None) -> Figure:
     return fig
 
 
-def plot_truth_correlation(truth_correlation: pd.DataFrame, ax=None) -> Figure:
+def plot_truth_correlation(truth_correlation: pd.DataFrame, ax: Axes | None = None) -> Figure:
     """Per feature and truth variable, |r| with the truth before (x) and after (y) harmonization.
 
-    ``truth_correlation`` is harmonize's table (:data:`harmony.harmonization_metrics.TRUTH_CORRELATION`).
-
     Points on the diagonal kept their biology; points above it gained signal once site noise was removed.
+
+    Parameters
+    ----------
+    truth_correlation : pandas.DataFrame
+        harmonize's table (:data:`harmony.harmonize.metrics.TRUTH_CORRELATION`): feature, truth, stage and
+        the correlation in ``estimate``.
+    ax : matplotlib.axes.Axes, optional
+        Draw on these axes; by default on a new Figure (not registered with pyplot).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The new figure, or ``ax.figure`` when ``ax`` is given.
+
+    Examples
+    --------
+    >>> truth = pd.DataFrame({"feature": ["a", "a"], "truth": "truth_size", "stage": ["raw", "combat"],
+    ...                       "estimate": [0.5, -0.6]})
+    >>> plot_truth_correlation(truth).axes[0].collections[0].get_offsets().tolist()
+    [[0.5, 0.6]]
     """
     fig, ax = _axes(ax, figsize=(5.4, 4.6))
     wide = truth_correlation.pivot_table(index=[schema.FEATURE, hm.TRUTH], columns=schema.STAGE,
@@ -233,7 +425,23 @@ def plot_truth_correlation(truth_correlation: pd.DataFrame, ax=None) -> Figure:
 
 
 def figure_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes at 110 dpi, the resolution of the report.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        Any figure; a figure of the plot functions here belongs to no pyplot state, so nothing needs closing.
+
+    Returns
+    -------
+    bytes
+        The PNG file.
+
+    Examples
+    --------
+    >>> figure_png(Figure(figsize=(1, 1)))[:4]
+    b'\\x89PNG'
+    """
     buffer = _io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     return buffer.getvalue()

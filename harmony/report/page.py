@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 from harmony.core import schema
 from harmony.core.manifest import NOT_RUN
@@ -33,10 +33,11 @@ from harmony.report.figures import (
     primary_metric,
 )
 
+__all__ = ["WORST_PERTURBATION", "TABLE_ROW_LIMIT", "stable_features", "render_report"]
+
 #: Column of reliability.feature_verdicts naming the perturbation of a feature's weakest check.
 WORST_PERTURBATION = "worst_perturbation"
-
-
+#: Most rows an HTML table of the report shows; the full table is in the run directory.
 TABLE_ROW_LIMIT = 200
 
 
@@ -190,8 +191,40 @@ def _reliability_settings(manifest: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def stable_features(reliability: pd.DataFrame, manifest: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """The stable features' verdict rows (reliability.feature_verdicts, with the run's reliability settings),
-    best first; each row describes the feature's weakest check."""
+    """The stable features' verdict rows, best first.
+
+    The rows of :func:`~harmony.reliability.verdicts.feature_verdicts` with the run's ``[reliability]``
+    settings; each describes the feature's weakest check.
+
+    Parameters
+    ----------
+    reliability : pandas.DataFrame
+        The reliability table (:func:`~harmony.reliability.table.reliability_table`).
+    manifest : mapping, optional
+        The run manifest; its ``config.reliability`` section gives the settings (the defaults without it).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The verdicts of the stable features, by decreasing ``estimate``.
+
+    Raises
+    ------
+    SchemaError
+        When ``reliability`` is not a reliability table with a ``reason`` column.
+    ConfigError
+        When the manifest's reliability settings do not validate.
+
+    Examples
+    --------
+    >>> rel = pd.DataFrame({"feature": list("aabbcc"), "perturbation": ["noise", "all"] * 3,
+    ...                     "metric": "ICC(A,1)", "estimate": [0.95, 0.93, 0.8, 0.85, 0.97, 0.96],
+    ...                     "ci_low": [0.9, 0.88, 0.62, 0.7, 0.93, 0.92], "ci_high": 0.99, "n_cases": 20,
+    ...                     "n_variants": 3, "category": "good", "reason": ""})
+    >>> rel["stable"] = rel["ci_low"] >= 0.75  # as reliability_table judges ICC(A,1) by default
+    >>> stable_features(rel)["feature"].tolist()
+    ['c', 'a']
+    """
     verdicts = feature_verdicts(reliability, _reliability_settings(manifest))
     if not len(verdicts):
         return verdicts
@@ -275,7 +308,8 @@ def _classifier_sentence(summary: pd.DataFrame | None) -> str:
     if summary is None:
         return ""
     value = summary.set_index([schema.METRIC, schema.STAGE])[schema.ESTIMATE]
-    keys = [("site_classifier_accuracy", "raw"), ("site_classifier_accuracy", "combat"), ("site_classifier_chance", "raw")]
+    keys = [("site_classifier_accuracy", "raw"), ("site_classifier_accuracy", "combat"),
+            ("site_classifier_chance", "raw")]
     if not all(k in value.index for k in keys):
         return ""
     before, after, chance = (float(value[k]) for k in keys)
@@ -360,7 +394,34 @@ def _failures_section(run: Mapping[str, Any]) -> str:
 
 
 def render_report(run: Mapping[str, Any], figures_dir: str | os.PathLike) -> str:
-    """The report's HTML text for the tables of :func:`load_run`; figures are written to ``figures_dir``."""
+    """The report's HTML text for the tables of a run; its figures are also written to ``figures_dir``.
+
+    Parameters
+    ----------
+    run : mapping
+        What :func:`~harmony.workflows.layout.load_run` returns: ``manifest`` (a dict) and the tables
+        ``cases``, ``variants``, ``features``, ``failures``, ``reliability``, ``harmonized``,
+        ``site_effects``, ``truth_correlation`` and ``harmonization_summary``, each a DataFrame or None
+        (a section whose tables are None says so instead).
+    figures_dir : str or path-like
+        Folder for the figures as ``<name>.png`` (created when a figure is drawn).
+
+    Returns
+    -------
+    str
+        A self-contained HTML page: the figures are embedded as data URIs, nothing is fetched.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> tables = ("cases", "variants", "features", "failures", "reliability", "harmonized", "site_effects",
+    ...           "truth_correlation", "harmonization_summary")
+    >>> run = {"manifest": {"config": {"experiment": {"name": "demo"}}}, **dict.fromkeys(tables)}
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     page = render_report(run, f"{folder}/figures")
+    >>> page.startswith("<!DOCTYPE html>"), "<title>harmony report: demo</title>" in page
+    (True, True)
+    """
     figures = _Figures(Path(figures_dir))
     manifest = run["manifest"]
     config = manifest.get("config") or {}

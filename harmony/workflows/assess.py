@@ -21,12 +21,41 @@ from harmony.reliability.table import PAIRWISE, pairwise_ccc, reliability_table
 from harmony.reliability.verdicts import feature_verdicts
 from harmony.workflows.experiment import load_experiment
 
+__all__ = ["load_settings", "OUTPUTS", "run_reliability"]
+
 
 def load_settings(config: str | os.PathLike | None = None,
                   overrides: Sequence[str] = ()) -> tuple[dict[str, Any], int]:
     """The ``[reliability]`` settings and the experiment seed, from an experiment config and ``--set`` text.
 
-    Without a config only ``reliability.*`` overrides are accepted, and the seed is :data:`DEFAULT_SEED`.
+    Parameters
+    ----------
+    config : str or os.PathLike, optional
+        An experiment config (a TOML file or a built-in name); without one only ``reliability.*``
+        overrides are accepted, and the seed is :data:`~harmony.reliability.settings.DEFAULT_SEED`.
+    overrides : sequence of str, default ()
+        ``dotted.key=value`` texts.
+
+    Returns
+    -------
+    (dict, int)
+        The validated settings and the seed of the CCC bootstrap.
+
+    Raises
+    ------
+    ConfigError
+        The config or an override does not validate, or an override outside ``reliability.*`` without a
+        config.
+
+    Examples
+    --------
+    >>> settings, seed = load_settings(overrides=["reliability.icc=ICC(C,1)"])
+    >>> settings["icc"], seed
+    ('ICC(C,1)', 0)
+    >>> load_settings(overrides=["engine.workers=2"])
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.ConfigError: --set: only reliability.* keys can be set without --config, got 'engine'
     """
     if config is not None:
         experiment = load_experiment(config, overrides)
@@ -38,9 +67,7 @@ def load_settings(config: str | os.PathLike | None = None,
     return validate(raw.get("reliability", {}), SETTINGS, file="--set", prefix="reliability"), DEFAULT_SEED
 
 
-# -- the command ----------------------------------------------------------------------------------------
-
-#: Files :func:`run` writes into its output directory.
+#: Files :func:`run_reliability` writes into its output directory.
 OUTPUTS = {"reliability": "reliability.parquet", "pairwise": "ccc_pairwise.parquet",
            "verdicts": "stable_features.csv"}
 
@@ -50,9 +77,34 @@ def run_reliability(features_path: str | os.PathLike, out_dir: str | os.PathLike
         seed: int = DEFAULT_SEED, progress: bool | None = None) -> dict[str, pd.DataFrame]:
     """``harmony reliability``: read the tables, compute, write :data:`OUTPUTS` and a manifest.
 
-    Without ``variants_path`` a ``variants.parquet`` beside the features file is used when present;
-    otherwise every non-original variant is of kind ``all``. The bootstrap draws from
-    ``numpy.random.default_rng(seed)``.
+    Parameters
+    ----------
+    features_path : str or os.PathLike
+        A features table (Parquet or CSV, schema.FEATURES), e.g. an extraction's ``features.parquet``.
+    out_dir : str or os.PathLike
+        Where to write the outputs.
+    variants_path : str or os.PathLike, optional
+        The variants table; without it a ``variants.parquet`` beside the features file is used when
+        present, otherwise every non-original variant is of kind ``all``.
+    settings : mapping, optional
+        A ``[reliability]`` section (:func:`load_settings`).
+    seed : int, default 0
+        The bootstrap draws from ``numpy.random.default_rng(seed)``.
+    progress : bool, optional
+        A progress bar over the perturbation groups.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``reliability`` (:func:`harmony.reliability_table`), ``pairwise``
+        (:func:`~harmony.reliability.table.pairwise_ccc`) and ``verdicts`` (:func:`harmony.feature_verdicts`).
+
+    Raises
+    ------
+    SchemaError
+        A table is missing or does not follow its contract.
+    ConfigError
+        ``settings`` do not validate.
     """
 
     started = now_utc()

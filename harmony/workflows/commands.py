@@ -27,7 +27,8 @@ from harmony.harmonize.features import read_cases
 from harmony.perturb.batch import perturb_cases
 from harmony.perturb.design import DESIGN, expand_design
 from harmony.perturb.variants import variants_from_table, variants_table
-from harmony.phantoms.cohort import load_cohort_spec, simulate_cohort
+from harmony.phantoms.cohort import simulate_cohort
+from harmony.phantoms.specs import load_cohort_spec
 from harmony.workflows.harmonization import run_harmonization
 
 __all__ = ["extract_cases", "simulate_phantoms", "PerturbResult", "perturb_study", "harmonize_table"]
@@ -38,7 +39,37 @@ def extract_cases(cases_csv: str | os.PathLike, params_path: str | os.PathLike, 
                   variants_path: str | os.PathLike | None = None, repeats: int = 1, executor: str = "processes",
                   workers: int = 0, scheduler: str = "", retry_failed: bool = False,
                   progress: bool | None = None) -> RunResult:
-    """``harmony extract``: every case of a cases CSV (x every variant of a variants table) into ``out``."""
+    """``harmony extract``: every case of a cases CSV (x every variant of a variants table) into ``out``.
+
+    Parameters
+    ----------
+    cases_csv : str or os.PathLike
+        A cases CSV (:func:`harmony.load_cases`).
+    params_path : str or os.PathLike
+        A pyradiomics parameter file, or a built-in name.
+    out : str or os.PathLike
+        The output directory.
+    overrides : sequence of str, default ()
+        ``section.key=value`` texts applied to the parameters (``--set setting.binWidth=10``).
+    label : int, optional
+        The mask label (default: the parameters', else 1).
+    variants_path : str or os.PathLike, optional
+        A variants table (``harmony perturb``'s ``variants.parquet``); default the original only.
+    repeats, executor, workers, scheduler, retry_failed, progress
+        See :func:`harmony.run_tasks`.
+
+    Returns
+    -------
+    RunResult
+        See :func:`harmony.run_tasks`.
+
+    Raises
+    ------
+    ConfigError
+        Bad parameters (before any image is read).
+    CaseError
+        A case cannot be used.
+    """
     params, _ = apply_overrides(load_params(resolve(params_path, "params")), overrides)
     make_extractor(params, source=str(params_path))  # fail on bad settings before reading any image
     label = resolve_label(params, label)
@@ -52,7 +83,31 @@ def extract_cases(cases_csv: str | os.PathLike, params_path: str | os.PathLike, 
 
 def simulate_phantoms(spec_path: str | os.PathLike, out: str | os.PathLike, *, overrides: Sequence[str] = (),
                       seed: int | None = None, progress: bool | None = None) -> pd.DataFrame:
-    """``harmony phantoms``: simulate a cohort spec (a file or a built-in name) into ``out``; its cases table."""
+    """``harmony phantoms``: simulate a cohort spec (a file or a built-in name) into ``out``; its cases table.
+
+    Parameters
+    ----------
+    spec_path : str or os.PathLike
+        A cohort TOML, or a built-in name (``cohort_demo``).
+    out : str or os.PathLike
+        The output directory (images, ``cases.csv``, ``cohort.json``, ``manifest.json``).
+    overrides : sequence of str, default ()
+        ``dotted.key=value`` texts applied to the spec.
+    seed : int, optional
+        Overrides ``cohort.seed``.
+    progress : bool, optional
+        A progress bar over the subjects.
+
+    Returns
+    -------
+    DataFrame
+        The cases table (see :func:`harmony.simulate_cohort`).
+
+    Raises
+    ------
+    ConfigError
+        The spec does not validate.
+    """
     started = now_utc()
     spec = load_cohort_spec(spec_path, overrides)
     seed = spec["cohort"]["seed"] if seed is None else seed
@@ -64,7 +119,19 @@ def simulate_phantoms(spec_path: str | os.PathLike, out: str | os.PathLike, *, o
 
 @dataclass
 class PerturbResult:
-    """What ``harmony perturb`` made: the variants, the cases and the (case, variant) pairs that failed."""
+    """What ``harmony perturb`` made: the variants, the cases and the (case, variant) pairs that failed.
+
+    Parameters
+    ----------
+    variants : list of Variant
+        The design's variants.
+    cases : DataFrame
+        The cases table.
+    failures : DataFrame
+        The (case, variant) pairs that could not be made (schema.FAILURES).
+    out_dir : pathlib.Path
+        The output directory.
+    """
 
     variants: list
     cases: pd.DataFrame
@@ -76,7 +143,43 @@ def perturb_study(cases_csv: str | os.PathLike, design_path: str | os.PathLike, 
                   seed: int = 0, params_path: str | os.PathLike | None = None, label: int = 1,
                   save_images: bool = False, full_images: bool = False, overrides: Sequence[str] = (),
                   progress: bool | None = None) -> PerturbResult:
-    """``harmony perturb``: expand a design (a file or a built-in name) and make every variant of every case."""
+    """``harmony perturb``: expand a design (a file or a built-in name) and make every variant of every case.
+
+    Writes ``variants.parquet``, ``failures.parquet``, ``manifest.json`` and, with ``save_images``, the
+    made images (:func:`~harmony.perturb.batch.perturb_cases`).
+
+    Parameters
+    ----------
+    cases_csv : str or os.PathLike
+        A cases CSV.
+    design_path : str or os.PathLike
+        A design TOML, or a built-in name (``robustness``).
+    out : str or os.PathLike
+        The output directory.
+    seed : int, default 0
+        The experiment seed of the design's random specs.
+    params_path : str or os.PathLike, optional
+        The base pyradiomics parameters (a bin width equal to theirs is the original).
+    label : int, default 1
+        The mask label.
+    save_images, full_images : bool, default False
+        See :func:`~harmony.perturb.batch.perturb_cases`.
+    overrides : sequence of str, default ()
+        ``dotted.key=value`` texts applied to the design.
+    progress : bool, optional
+        A progress bar.
+
+    Returns
+    -------
+    PerturbResult
+
+    Raises
+    ------
+    ConfigError
+        The design or the parameters do not validate.
+    CaseError
+        A case cannot be used.
+    """
     started = now_utc()
     design_file = resolve(design_path, "design")
     design = load(design_file, DESIGN, overrides)
@@ -104,8 +207,38 @@ def harmonize_table(features_path: str | os.PathLike, out: str | os.PathLike, *,
                     random_state: int = 0) -> dict[str, pd.DataFrame]:
     """``harmony harmonize``: fit ComBat (or apply the model at ``model_path``) and measure the site effect.
 
-    ``combat_options`` are :class:`~harmony.harmonize.ComBat` parameters; a saved model fixes them, so giving
-    both is an error.
+    Parameters
+    ----------
+    features_path : str or os.PathLike
+        A features table (Parquet or CSV).
+    out : str or os.PathLike
+        The output directory (see :func:`~harmony.workflows.harmonization.run_harmonization`).
+    cases_path : str or os.PathLike, optional
+        A cases CSV or Parquet file (image files not checked): batch, covariates, truth columns.
+    batch : str, default "site"
+        The batch column.
+    covariates : sequence of str, optional
+        Covariates whose effects ComBat keeps.
+    model_path : str or os.PathLike, optional
+        A saved model (``model.json``) to apply instead of fitting one.
+    combat_options : dict, optional
+        :class:`~harmony.harmonize.ComBat` parameters; a saved model fixes them, so giving both is an error.
+    n_splits : int, default 5
+        Folds of the cross-validated site classifier.
+    random_state : int, default 0
+        Seed of its folds.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        See :func:`~harmony.workflows.harmonization.run_harmonization`.
+
+    Raises
+    ------
+    HarmonyError
+        Both ``model_path`` and ``combat_options``, or inputs ComBat cannot use.
+    SchemaError
+        A table cannot be read.
     """
     features = read_table(features_path, schema.FEATURES)
     cases = read_cases(cases_path) if cases_path else None

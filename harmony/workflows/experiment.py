@@ -9,11 +9,11 @@ from typing import Any
 
 from harmony.core.config import Field, Section, load, parse_override
 from harmony.core.resources import is_bare_name, resolve
-from harmony.extraction.engine import SETTINGS as ENGINE_SETTINGS
+from harmony.extraction.settings import SETTINGS as ENGINE_SETTINGS
 from harmony.gate.settings import SETTINGS as GATE_SETTINGS
 from harmony.harmonize.settings import SETTINGS as HARMONIZATION_SETTINGS
 from harmony.perturb.design import DESIGN as PERTURBATION_DESIGN
-from harmony.phantoms.cohort import cohort_field_check
+from harmony.phantoms.specs import cohort_field_check
 from harmony.reliability.settings import SETTINGS as RELIABILITY_SETTINGS
 
 __all__ = ["experiment_schema", "load_experiment"]
@@ -27,7 +27,19 @@ def _cases_check(section: dict) -> str | None:
 
 
 def experiment_schema() -> Section:
-    """The experiment config's schema: the sections each stage declares, under their config names."""
+    """The experiment config's schema: the sections each stage declares, under their config names.
+
+    Returns
+    -------
+    Section
+        ``experiment``, ``cases``, ``extraction``, ``perturbations``, ``engine``, ``reliability``,
+        ``harmonization``, ``gate`` and ``report``.
+
+    Examples
+    --------
+    >>> list(experiment_schema().fields)
+    ['experiment', 'cases', 'extraction', 'perturbations', 'engine', 'reliability', 'harmonization', 'gate', 'report']
+    """
     return Section(
         {
             "experiment": Section(
@@ -71,6 +83,35 @@ def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> d
 
     Relative paths written in the file are resolved against its folder; relative paths given with ``--set``
     against the working directory, as any other path typed on a command line.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An experiment TOML, or the name of a built-in one (``harmony examples list``).
+    overrides : sequence of str, default ()
+        ``dotted.key=value`` texts (``harmony run --set``).
+
+    Returns
+    -------
+    dict
+        The validated config, every default filled in, paths resolved; ``experiment.out`` defaults to
+        ``reports/<name>``, and ``_source`` is the file read.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read, or the config (with the overrides) does not validate; the message names
+        the file (or ``--set``), the dotted key and the value.
+
+    Examples
+    --------
+    >>> config = load_experiment("quickstart", ["cases.cohort.cohort.subjects=12", "engine.workers=1"])
+    >>> config["experiment"]["out"], config["cases"]["cohort"]["cohort"]["subjects"], config["engine"]["workers"]
+    ('reports/quickstart', 12, 1)
+    >>> load_experiment("quickstart", ["reliability.icc=ICC(2,1)"])
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.ConfigError: --set: reliability.icc: must be one of [...], got 'ICC(2,1)'
     """
     path = resolve(path, "experiment")
     config = load(path, experiment_schema(), overrides)
@@ -82,7 +123,7 @@ def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> d
         value = config[section][key]
         if isinstance(value, str) and value:
             base = Path.cwd() if f"{section}.{key}" in from_command_line else config_dir
-            if key == "cohort" and is_bare_name(value) and not (base / value).exists():
+            if key == "cohort" and is_bare_name(value) and not (base / value).is_file():
                 continue  # a built-in cohort spec, e.g. cohort_demo
             config[section][key] = str((base / value).resolve())
     config["_source"] = str(path.resolve())

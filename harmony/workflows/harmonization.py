@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sklearn.base import clone
 
 from harmony.core import schema
 from harmony.core.files import write_table
@@ -16,6 +17,8 @@ from harmony.harmonize import metrics as hm
 from harmony.harmonize.combat import ComBat
 from harmony.harmonize.features import harmonization_inputs, harmonize_features
 from harmony.harmonize.inputs import HarmonizationError
+
+__all__ = ["OUTPUTS", "run_harmonization"]
 
 #: Files :func:`run_harmonization` writes into its output directory.
 OUTPUTS = {"harmonized": "harmonized.parquet", "model": "model.json", "site_effects": "site_effects.parquet",
@@ -28,9 +31,40 @@ def run_harmonization(features: pd.DataFrame, out_dir: str | os.PathLike, cases:
                       n_splits: int = 5, random_state: int = 0, **combat_kwargs: Any) -> dict[str, pd.DataFrame]:
     """Harmonize (fit, or apply ``model``), measure, and write :data:`OUTPUTS` and a manifest into ``out_dir``.
 
-    With ``model``, ``covariates`` defaults to the model's; covariates other than the model's are an error.
-    Returns the harmonized table (``harmonized``) and the metrics tables of
-    :func:`harmony.harmonize.metrics.harmonization_metrics`.
+    Parameters
+    ----------
+    features : DataFrame
+        A features table (schema.FEATURES); ComBat is fitted on the original variant's rows.
+    out_dir : str or os.PathLike
+        Where to write the outputs.
+    cases : DataFrame, optional
+        The cases table: the ``batch`` column (when not ``site``), the covariates and any ``truth_*``
+        columns.
+    batch : str, default "site"
+        The batch column.
+    covariates : sequence of str, optional
+        Covariate columns of ``cases`` whose effects ComBat keeps; with ``model`` they default to the
+        model's (others are an error), otherwise to none.
+    model : ComBat, optional
+        A fitted model to apply instead of fitting one.
+    n_splits : int, default 5
+        Folds of the cross-validated site classifier.
+    random_state : int, default 0
+        Seed of the classifier's folds.
+    **combat_kwargs
+        :class:`harmony.ComBat` parameters (not with ``model``).
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``harmonized`` (schema.HARMONIZED) and the metrics tables of
+        :func:`harmony.harmonize.metrics.harmonization_metrics`.
+
+    Raises
+    ------
+    HarmonizationError
+        Both ``model`` and ComBat options, covariates the model was not fitted with, or inputs ComBat
+        cannot use.
     """
 
     started = now_utc()
@@ -38,14 +72,14 @@ def run_harmonization(features: pd.DataFrame, out_dir: str | os.PathLike, cases:
         if covariates is None:
             covariates = []
         _, X, labels, cov = harmonization_inputs(features, cases, batch=batch, covariates=covariates)
-        model = ComBat(**combat_kwargs).fit(X, labels, cov)
+        model = ComBat(**combat_kwargs).fit(X, batch=labels, covariates=cov)
     elif combat_kwargs:
         raise HarmonizationError(f"give a fitted model or ComBat options, not both (got {sorted(combat_kwargs)})")
     if covariates is None:
         covariates = [c.name for c in model.covariates_]
     harmonized = harmonize_features(features, cases, batch=batch, covariates=covariates, model=model)
     metrics = hm.harmonization_metrics(harmonized, cases, batch=batch, covariates=covariates, n_splits=n_splits,
-                                       random_state=random_state, harmonizer=ComBat(**model.get_params()))
+                                       random_state=random_state, harmonizer=clone(model))
     out = Path(out_dir)
     write_table(harmonized, out / OUTPUTS["harmonized"], schema.HARMONIZED)
     model.save(out / OUTPUTS["model"])

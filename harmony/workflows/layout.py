@@ -27,12 +27,13 @@ from harmony.harmonize import metrics as hm
 from harmony.workflows.assess import OUTPUTS as RELIABILITY_OUTPUTS
 from harmony.workflows.harmonization import OUTPUTS as HARMONIZATION_OUTPUTS
 
+__all__ = ["COHORT_DIR", "EXTRACTION_DIR", "RELIABILITY_DIR", "HARMONIZATION_DIR", "FIGURES_DIR", "FILES", "STAGES",
+           "load_run"]
+
+#: The run directory's folders of each stage.
 COHORT_DIR, EXTRACTION_DIR, RELIABILITY_DIR, HARMONIZATION_DIR = "cohort", "extraction", "reliability", "harmonization"
-
-
+#: The report's figures (PNG), beside ``report.html``.
 FIGURES_DIR = "figures"
-
-
 #: Paths of a run directory's tables, relative to it.
 FILES = {
     "cases": "cases.parquet",
@@ -48,8 +49,8 @@ FILES = {
 }
 
 
+#: The stages of ``harmony run``, in order (the keys of the manifest's ``stages``).
 STAGES = ("cases", "variants", "extraction", "reliability", "harmonization", "report")
-
 
 
 # -- the run's tables -----------------------------------------------------------------------------------
@@ -78,6 +79,31 @@ def load_run(run_dir: str | os.PathLike) -> dict[str, Any]:
 
     A table whose stage the manifest records as not run is ``None`` too: a file left by an earlier run into
     the same directory (say, harmonization since disabled) must not be reported as this run's result.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        A directory written by ``harmony run`` (:func:`harmony.run_experiment`).
+
+    Returns
+    -------
+    dict
+        ``manifest`` (a dict, empty when absent) and the tables ``cases``, ``variants``, ``features``,
+        ``failures``, ``reliability``, ``harmonized``, ``site_effects``, ``truth_correlation`` and
+        ``harmonization_summary``, each validated against its contract, or ``None``.
+
+    Raises
+    ------
+    SchemaError
+        A table that is present does not follow its contract.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as run_dir:
+    ...     tables = load_run(run_dir)
+    >>> tables["manifest"], tables["features"] is None
+    ({}, True)
     """
     run_dir = Path(run_dir)
     manifest_path = run_dir / MANIFEST_NAME

@@ -2,7 +2,8 @@
 
 Each stage writes its tables into the run directory and records in ``manifest.json`` the hash of its
 inputs (its own settings, the hashes of the stages it reads and the installed package versions, so an
-upgrade reruns what it could change); re-running skips every stage whose outputs exist and whose input hash is unchanged, and the extraction engine resumes task by task.
+upgrade reruns what it could change); re-running skips every stage whose outputs exist and whose input hash
+is unchanged, and the extraction engine resumes task by task.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from harmony.extraction.engine import run_tasks
 from harmony.harmonize.settings import combat_options
 from harmony.perturb.design import expand_design
 from harmony.perturb.variants import variants_from_table, variants_table
-from harmony.phantoms.cohort import load_cohort_spec, simulate_cohort
+from harmony.phantoms.cohort import simulate_cohort
+from harmony.phantoms.specs import load_cohort_spec
 from harmony.report.page import render_report
 from harmony.workflows.assess import run_reliability
 from harmony.workflows.experiment import load_experiment
@@ -56,12 +58,32 @@ from harmony.workflows.layout import (
     load_run,
 )
 
+__all__ = ["RunSummary", "run_experiment", "run_config", "write_report"]
+
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class RunSummary:
-    """What a run did: its directory, per-stage status (``done``, ``skipped`` or why not run) and counts."""
+    """What a run did: its directory, per-stage status (``done``, ``skipped`` or why not run) and counts.
+
+    Parameters
+    ----------
+    run_dir : pathlib.Path
+        The run directory (read its tables back with :func:`harmony.load_run`).
+    stages : dict of str to str
+        Per stage: ``"done"``, ``"skipped (up to date)"`` or ``"not run: <why>"``.
+    tasks : dict of str to int
+        The extraction's task counts (``total``, ``done``, ``failed``, ``resumed``).
+    n_cases, n_variants, n_features : int
+        What was extracted.
+    n_stable : int or None
+        Features judged stable (``None`` when reliability did not run).
+    report : pathlib.Path or None
+        The report page, when written.
+    seconds : float
+        Wall time.
+    """
 
     run_dir: Path
     stages: dict[str, str] = field(default_factory=dict)
@@ -149,9 +171,42 @@ def _cases_inputs(run: _Run) -> dict[str, Any]:
 
 
 def run_experiment(config: Mapping[str, Any], *, progress: bool | None = None) -> RunSummary:
-    """Run every stage of a validated experiment config (see :func:`harmony.config.load_experiment`).
+    """Run every stage of a validated experiment config: ``harmony run``.
 
-    Returns a :class:`RunSummary`; the tables, the manifest and the report are in ``experiment.out``.
+    The stages are cases (a cases CSV, or a simulated cohort), variants (the perturbation design),
+    extraction (:func:`harmony.run_tasks`), reliability, harmonization (with more than one site) and the
+    report. A stage whose outputs exist and whose inputs are unchanged (recorded in ``manifest.json``) is
+    skipped, so a re-run does only what changed, and an interrupted extraction resumes task by task.
+
+    Parameters
+    ----------
+    config : mapping
+        A validated experiment config (:func:`harmony.load_experiment`).
+    progress : bool, optional
+        Progress bars (``None``: only on a terminal).
+
+    Returns
+    -------
+    RunSummary
+        The tables, the manifest and the report are in ``config["experiment"]["out"]``.
+
+    Raises
+    ------
+    ConfigError
+        The config gives neither cases nor a cohort, or bad extraction settings (before any work).
+    CaseError
+        A case cannot be used.
+    LockError
+        Another live run holds the run directory.
+
+    Examples
+    --------
+    The quickstart on 12 subjects (not run as a doctest)::
+
+        config = load_experiment("quickstart", ["cases.cohort.cohort.subjects=12", "experiment.out=reports/qs12"])
+        summary = run_experiment(config)
+        summary.stages["extraction"]  # 'done'; a second call skips every stage: 'skipped (up to date)'
+        tables = load_run(summary.run_dir)  # the run's tables: tables["reliability"], tables["harmonized"] ...
     """
 
     if not config["cases"]["csv"] and not config["cases"]["cohort"]:
@@ -253,7 +308,35 @@ def _what(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_config(path: str | os.PathLike, overrides: Sequence[str] = (), *, out: str | None = None,
                progress: bool | None = None) -> RunSummary:
-    """Load an experiment config (with ``--set`` overrides and an optional output directory) and run it."""
+    """Load an experiment config (with ``--set`` overrides and an optional output directory) and run it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An experiment TOML, or a built-in name (``quickstart``).
+    overrides : sequence of str, default ()
+        ``dotted.key=value`` texts (``--set``).
+    out : str, optional
+        The run directory (``--out``); default ``experiment.out``, else ``reports/<name>``.
+    progress : bool, optional
+        Progress bars (``None``: only on a terminal).
+
+    Returns
+    -------
+    RunSummary
+
+    Raises
+    ------
+    ConfigError, CaseError, LockError
+        See :func:`load_experiment` and :func:`run_experiment`.
+
+    Examples
+    --------
+    ``harmony run experiments/quickstart.toml --set cases.cohort.cohort.subjects=12 --out reports/qs12``::
+
+        summary = run_config("quickstart", ["cases.cohort.cohort.subjects=12"], out="reports/qs12")
+        summary.report  # PosixPath('reports/qs12/report.html')
+    """
     overrides = list(overrides) + ([f"experiment.out={_toml_string(out)}"] if out else [])
     return run_experiment(load_experiment(path, overrides), progress=progress)
 
@@ -264,7 +347,18 @@ def _toml_string(text: str) -> str:
 
 
 def write_report(run_dir: str | os.PathLike) -> Path:
-    """Write ``<run_dir>/report.html`` (and ``<run_dir>/figures/*.png``) from the run's tables; return its path."""
+    """Write ``<run_dir>/report.html`` (and ``<run_dir>/figures/*.png``) from the run's tables; return its path.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        A run directory (:func:`harmony.load_run` reads its tables).
+
+    Returns
+    -------
+    pathlib.Path
+        The report page: one self-contained HTML file.
+    """
     run_dir = Path(run_dir)
     figures_dir = run_dir / FIGURES_DIR
     for stale in figures_dir.glob("*.png"):  # an earlier report's figures that this one may not redraw

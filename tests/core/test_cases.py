@@ -10,21 +10,18 @@ import SimpleITK as sitk
 from harmony.core import schema
 from harmony.core.cases import load_case_images, load_cases, write_cases
 from harmony.core.errors import CaseError
+from tests.conftest import sitk_image
 
 
 def _image(shape=(6, 7, 8), spacing=(1.0, 1.0, 2.0), value=None, dtype=np.float32):
     arr = np.arange(np.prod(shape), dtype=dtype).reshape(shape) if value is None else np.full(shape, value, dtype)
-    img = sitk.GetImageFromArray(arr)
-    img.SetSpacing(spacing)
-    return img
+    return sitk_image(arr, spacing)
 
 
 def _mask(shape=(6, 7, 8), spacing=(1.0, 1.0, 2.0), label=1):
     arr = np.zeros(shape, np.uint8)
     arr[2:4, 2:5, 2:6] = label
-    img = sitk.GetImageFromArray(arr)
-    img.SetSpacing(spacing)
-    return img
+    return sitk_image(arr, spacing)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harmony.cli import main
 from harmony.core.config import (
     Field,
     Section,
@@ -138,15 +137,3 @@ def test_paths_given_with_set_resolve_against_the_working_directory(tmp_path, mo
     cfg = load_experiment(path, ["cases.csv=mine/cases.csv"])
     assert cfg["cases"]["csv"] == str((tmp_path / "mine" / "cases.csv").resolve())
     assert cfg["extraction"]["params"] == str((sub / "p.yaml").resolve())
-
-
-def test_validate_command_exit_codes(tmp_path, capsys):
-    good = write(tmp_path, '[experiment]\nname = "x"\nseed = 3\n', "good.toml")
-    assert main(["validate", str(good)]) == 0
-    assert '"seed": 3' in capsys.readouterr().out
-    bad = write(tmp_path, '[experiment]\nname = "x"\nsede = 3\n', "bad.toml")
-    assert main(["validate", str(bad)]) == 2
-    err = capsys.readouterr().err
-    assert "experiment.sede" in err and "unknown key" in err and str(bad) in err
-    assert main(["validate", str(good), "--set", "experiment.seed=-1"]) == 2
-    assert "--set: experiment.seed: must be >= 0, got -1" in capsys.readouterr().err

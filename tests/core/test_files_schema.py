@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -15,13 +14,11 @@ from harmony.core import schema
 from harmony.core.errors import SchemaError
 from harmony.core.files import atomic_write, read_table, stable_hash, write_table
 from harmony.core.manifest import build_manifest, now_utc, write_manifest
+from tests.conftest import features_table
 
 
 def features(n=3):
-    return pd.DataFrame({
-        "case_id": [f"c{i}" for i in range(n)], "site": ["A"] * n, "variant_id": ["original"] * n,
-        "repeat": [0] * n, "feature": ["original_firstorder_Mean"] * n, "value": np.arange(n, dtype=float),
-    })
+    return features_table({(f"c{i}", "original_firstorder_Mean"): float(i) for i in range(n)}, site="A")
 
 
 def test_round_trip_keeps_dtypes(tmp_path):

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +15,9 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from harmony.cli import main as cli_main
 from harmony.core import schema
-from harmony.core.cases import write_cases
-from harmony.core.files import write_table
+from harmony.core.config import validate
+from harmony.core.errors import ConfigError
 from harmony.core.lock import LOCK_NAME, LockError, RunLock
 from harmony.extraction.adapter import extract, make_extractor
 from harmony.extraction.engine import run_tasks
@@ -34,33 +31,8 @@ from harmony.extraction.shared import (
 from harmony.extraction.taskfiles import FAILURES_NAME, FEATURES_NAME, TASKS_DIR
 from harmony.extraction.tasks import plan
 from harmony.perturb.design import expand_design
-from harmony.perturb.variants import variants_table
-from harmony.phantoms.digital import write_case
-from tests.conftest import ROOT
-
-PARAMS = {"setting": {"binWidth": 10, "label": 1},
-          "imageType": {"Original": {}, "LoG": {"sigma": [1.0, 2.0]}, "Wavelet": {}},
-          # a few features of each kind of class keep the tests fast; the filters and crops are what is tested
-          "featureClass": {"shape": ["VoxelVolume", "Sphericity"], "firstorder": ["Mean", "Entropy", "Kurtosis"],
-                           "glcm": ["Contrast", "Correlation", "JointEntropy"], "glszm": ["ZonePercentage"]}}
-DESIGN = {"grid": [{"noise": {"level": [0.0, 5.0]}, "erode_dilate": {"distance_mm": [-1.0, 0.0, 1.0]},
-                    "bin_width": {"width": [5.0, 10.0]}}]}
-
-
-def blob(seed: int, shape=(8, 16, 14), radius_mm: float = 4.5, spacing=(1.0, 1.2, 2.0)):
-    """A noisy int16 image with a bright ellipsoid, and the ellipsoid as a uint8 mask (spacing x, y, z)."""
-    rng = np.random.default_rng(seed)
-    zyx = np.indices(shape).astype(float)
-    centre = (np.array(shape) - 1) / 2
-    dist = np.sqrt(sum(((zyx[i] - centre[i]) * spacing[::-1][i]) ** 2 for i in range(3)))
-    inside = dist < radius_mm
-    values = 40 + 80 * inside + 30 * np.sin(zyx[2] / 2) + rng.normal(0, 15, shape)
-    image = sitk.GetImageFromArray(values.astype(np.int16))
-    mask = sitk.GetImageFromArray(inside.astype(np.uint8))
-    for img in (image, mask):
-        img.SetSpacing(spacing)
-        img.SetOrigin((-3.0, 4.0, 10.0))
-    return image, mask
+from harmony.workflows.experiment import experiment_schema
+from tests.conftest import ENGINE_PARAMS, blob, sorted_features
 
 
 def assert_same_features(expected: dict[str, float], got: dict[str, float], rtol: float = 1e-9) -> None:
@@ -94,7 +66,7 @@ SETTINGS_VARIANTS = [
 def test_shared_extraction_equals_plain_execute():
     image, mask = blob(0)
     masks = _masks(mask)[::2]  # eroded and dilated
-    pairs = [(m, merge_params(PARAMS, s)) for m in masks for s in SETTINGS_VARIANTS]
+    pairs = [(m, merge_params(ENGINE_PARAMS, s)) for m in masks for s in SETTINGS_VARIANTS]
     shared = SharedExtraction(image, [m for m, _ in pairs], [p for _, p in pairs], label=1)
     assert shared.shared.count(False) == 2 * len(masks)
     for (m, p), got in zip(pairs, shared.run()):
@@ -108,15 +80,15 @@ def test_shared_extraction_isolates_failing_variants():
     empty *= 0
     single = sitk.Image(empty)
     single[8, 9, 5] = 1
-    results = SharedExtraction(image, [empty, mask, single], [PARAMS] * 3).run()
+    results = SharedExtraction(image, [empty, mask, single], [ENGINE_PARAMS] * 3).run()
     assert isinstance(results[0], ValueError) and "No labels found" in str(results[0])
     assert isinstance(results[2], ValueError) and "1 segmented voxel" in str(results[2])
-    assert_same_features(extract(image, mask, PARAMS).features, results[1])
+    assert_same_features(extract(image, mask, ENGINE_PARAMS).features, results[1])
 
 
 def test_parts_computed_separately_add_up_to_one_extraction():
     image, mask = blob(2)
-    masks, params = _masks(mask), [PARAMS, merge_params(PARAMS, {"setting": {"binWidth": 4}})] * 2
+    masks, params = _masks(mask), [ENGINE_PARAMS, merge_params(ENGINE_PARAMS, {"setting": {"binWidth": 4}})] * 2
     masks = masks + masks[:1]
     whole = SharedExtraction(image, masks, params).run()
     parts = extraction_parts(params)
@@ -172,51 +144,22 @@ def test_shared_extraction_equals_execute_on_a_real_case(pyradiomics_cases):
 
 # -- the engine -------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory) -> pd.DataFrame:
-    """Two synthetic cases on disk (cases table), and the 12 variants of DESIGN."""
-    folder = tmp_path_factory.mktemp("cohort")
-    rows = []
-    for i, case_id in enumerate(["a", "b"]):
-        image_path, mask_path = write_case(*blob(10 + i), folder, case_id)
-        rows.append({schema.CASE_ID: case_id, schema.SITE: f"site{i}", schema.IMAGE: str(image_path),
-                     schema.MASK: str(mask_path)})
-    cases = pd.DataFrame(rows)
-    write_cases(cases, folder / "cases.csv")
-    return cases
-
-
-@pytest.fixture(scope="module")
-def variants():
-    return expand_design(DESIGN, seed=0, base_params=PARAMS)
-
-
-@pytest.fixture(scope="module")
-def serial_run(cohort, variants, tmp_path_factory):
-    return run_tasks(cohort, variants, PARAMS, tmp_path_factory.mktemp("serial"), executor="serial",
-                            progress=False)
-
-
-def _sorted(features: pd.DataFrame) -> pd.DataFrame:
-    return schema.FEATURES.validate(features).sort_values([schema.CASE_ID, schema.VARIANT_ID, schema.REPEAT, schema.FEATURE],
-                                ignore_index=True)
-
-
-def test_engine_equals_apply_then_execute(cohort, variants, serial_run):
-    assert (serial_run.total, serial_run.done, serial_run.failed) == (24, 24, 0)
-    assert len(variants) == 12 and len({v.image_key for v in variants}) == 2
+def test_engine_equals_apply_then_execute(engine_cohort, engine_variants, engine_serial_run):
+    assert (engine_serial_run.total, engine_serial_run.done, engine_serial_run.failed) == (24, 24, 0)
+    assert len(engine_variants) == 12 and len({v.image_key for v in engine_variants}) == 2
     got = {key: dict(zip(rows[schema.FEATURE], rows[schema.VALUE]))
-           for key, rows in serial_run.features.groupby([schema.CASE_ID, schema.VARIANT_ID], sort=False)}
-    for case in cohort.to_dict("records"):
+           for key, rows in engine_serial_run.features.groupby([schema.CASE_ID, schema.VARIANT_ID], sort=False)}
+    for case in engine_cohort.to_dict("records"):
         image, mask = sitk.ReadImage(case[schema.IMAGE]), sitk.ReadImage(case[schema.MASK])
-        for v in variants:
-            expected = extract(*v.apply(image, mask, case_id=case[schema.CASE_ID]), v.apply_settings(PARAMS)).features
+        for v in engine_variants:
+            variant_case = v.apply(image, mask, case_id=case[schema.CASE_ID])
+            expected = extract(*variant_case, v.apply_settings(ENGINE_PARAMS)).features
             assert_same_features(expected, got[(case[schema.CASE_ID], v.variant_id)])
 
 
-def test_run_directory_holds_tables_manifest_and_one_file_per_task(cohort, serial_run):
-    out = serial_run.out_dir
-    assert len(list((out / TASKS_DIR).glob("*.parquet"))) == serial_run.total
+def test_run_directory_holds_tables_manifest_and_one_file_per_task(engine_cohort, engine_serial_run):
+    out = engine_serial_run.out_dir
+    assert len(list((out / TASKS_DIR).glob("*.parquet"))) == engine_serial_run.total
     assert not (out / LOCK_NAME).exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["tasks"] == {"total": 24, "done": 24, "failed": 0, "resumed": 0}
@@ -225,84 +168,87 @@ def test_run_directory_holds_tables_manifest_and_one_file_per_task(cohort, seria
     assert "padDistance" in manifest["resolved_settings"]["setting"]  # pyradiomics' default, filled in
     assert len(manifest["settings_hash"]) == 64
     # per case, execute's own diagnostics of the original image and mask (additionalInfo is on by default)
-    for case in cohort.to_dict("records"):
-        reference = extract(case[schema.IMAGE], case[schema.MASK], PARAMS).diagnostics
+    for case in engine_cohort.to_dict("records"):
+        reference = extract(case[schema.IMAGE], case[schema.MASK], ENGINE_PARAMS).diagnostics
         assert manifest["diagnostics"][case[schema.CASE_ID]] == {
             k: v for k, v in reference.items() if "_Image-original_" in k or "_Mask-original_" in k}
     features = pd.read_parquet(out / FEATURES_NAME)
-    pd.testing.assert_frame_equal(features, serial_run.features)
+    pd.testing.assert_frame_equal(features, engine_serial_run.features)
 
 
 @pytest.mark.slow
-def test_processes_give_bit_identical_results(cohort, variants, serial_run, tmp_path):
-    run = run_tasks(cohort, variants, PARAMS, tmp_path, executor="processes", workers=2, progress=False)
-    pd.testing.assert_frame_equal(_sorted(run.features), _sorted(serial_run.features), check_exact=True)
+def test_processes_give_bit_identical_results(engine_cohort, engine_variants, engine_serial_run, tmp_path):
+    run = run_tasks(engine_cohort, engine_variants, ENGINE_PARAMS, tmp_path, executor="processes", workers=2,
+                    progress=False)
+    pd.testing.assert_frame_equal(sorted_features(run.features), sorted_features(engine_serial_run.features),
+                                  check_exact=True)
 
 
 @pytest.mark.slow
-def test_processes_splitting_groups_by_image_type_give_bit_identical_results(cohort, variants, serial_run, tmp_path):
+def test_processes_splitting_groups_by_image_type_give_bit_identical_results(engine_cohort, engine_variants,
+                                                                             engine_serial_run, tmp_path):
     """One case, so 2 groups for 2 workers: each group is split into its filter parts."""
-    one = cohort.iloc[:1]
-    run = run_tasks(one, variants, PARAMS, tmp_path, executor="processes", workers=2, progress=False)
-    assert run.diagnostics["units"] == 2 * len(extraction_parts([PARAMS]))
-    expected = serial_run.features[serial_run.features[schema.CASE_ID] == "a"]
-    pd.testing.assert_frame_equal(_sorted(run.features), _sorted(expected), check_exact=True)
+    one = engine_cohort.iloc[:1]
+    run = run_tasks(one, engine_variants, ENGINE_PARAMS, tmp_path, executor="processes", workers=2, progress=False)
+    assert run.diagnostics["units"] == 2 * len(extraction_parts([ENGINE_PARAMS]))
+    expected = engine_serial_run.features[engine_serial_run.features[schema.CASE_ID] == "a"]
+    pd.testing.assert_frame_equal(sorted_features(run.features), sorted_features(expected), check_exact=True)
 
 
 @pytest.mark.slow
-def test_dask_local_cluster_gives_bit_identical_results(cohort, variants, serial_run, tmp_path):
-    run = run_tasks(cohort, variants[:4], PARAMS, tmp_path, executor="dask", workers=2, progress=False)
-    ids = {v.variant_id for v in variants[:4]}
-    expected = serial_run.features[serial_run.features[schema.VARIANT_ID].isin(ids)]
-    pd.testing.assert_frame_equal(_sorted(run.features), _sorted(expected), check_exact=True)
+def test_dask_local_cluster_gives_bit_identical_results(engine_cohort, engine_variants, engine_serial_run, tmp_path):
+    run = run_tasks(engine_cohort, engine_variants[:4], ENGINE_PARAMS, tmp_path, executor="dask", workers=2,
+                    progress=False)
+    ids = {v.variant_id for v in engine_variants[:4]}
+    expected = engine_serial_run.features[engine_serial_run.features[schema.VARIANT_ID].isin(ids)]
+    pd.testing.assert_frame_equal(sorted_features(run.features), sorted_features(expected), check_exact=True)
 
 
-def test_resume_runs_only_missing_tasks(cohort, variants, serial_run, tmp_path):
-    shutil.copytree(serial_run.out_dir / TASKS_DIR, tmp_path / TASKS_DIR)
+def test_resume_runs_only_missing_tasks(engine_cohort, engine_variants, engine_serial_run, tmp_path):
+    shutil.copytree(engine_serial_run.out_dir / TASKS_DIR, tmp_path / TASKS_DIR)
     removed = sorted((tmp_path / TASKS_DIR).glob("*.parquet"))[:3]
     for path in removed:
         path.unlink()
     (tmp_path / TASKS_DIR / ".half-written.parquet.tmp").write_bytes(b"PAR1")  # a killed atomic write
-    run = run_tasks(cohort, variants, PARAMS, tmp_path, executor="serial", progress=False)
+    run = run_tasks(engine_cohort, engine_variants, ENGINE_PARAMS, tmp_path, executor="serial", progress=False)
     assert (run.total, run.resumed, run.done) == (24, 21, 24)
     assert all(p.exists() for p in removed)
     assert not list((tmp_path / TASKS_DIR).glob(".*.tmp"))
-    pd.testing.assert_frame_equal(_sorted(run.features), _sorted(serial_run.features), check_exact=True)
+    pd.testing.assert_frame_equal(sorted_features(run.features), sorted_features(engine_serial_run.features),
+                                  check_exact=True)
 
 
-def test_task_keys_depend_on_content_settings_and_repeat_not_on_paths(cohort, variants, tmp_path):
-    moved = cohort.copy()
+def test_task_keys_depend_on_content_settings_and_repeat_not_on_paths(engine_cohort, engine_variants, tmp_path):
+    moved = engine_cohort.copy()
     for col in (schema.IMAGE, schema.MASK):
-        moved[col] = [str(shutil.copy(p, tmp_path / Path(p).name)) for p in cohort[col]]
-    keys = [t.key for g in plan(cohort, variants, PARAMS) for t in g.tasks]
-    assert keys == [t.key for g in plan(moved, variants, PARAMS) for t in g.tasks]
+        moved[col] = [str(shutil.copy(p, tmp_path / Path(p).name)) for p in engine_cohort[col]]
+    keys = [t.key for g in plan(engine_cohort, engine_variants, ENGINE_PARAMS) for t in g.tasks]
+    assert keys == [t.key for g in plan(moved, engine_variants, ENGINE_PARAMS) for t in g.tasks]
     assert len(set(keys)) == len(keys) == 24
-    other = merge_params(PARAMS, {"setting": {"distances": [2]}})
-    assert not set(keys) & {t.key for g in plan(cohort, variants, other) for t in g.tasks}
-    two = [t.key for g in plan(cohort, variants, PARAMS, repeats=2) for t in g.tasks]
+    other = merge_params(ENGINE_PARAMS, {"setting": {"distances": [2]}})
+    assert not set(keys) & {t.key for g in plan(engine_cohort, engine_variants, other) for t in g.tasks}
+    two = [t.key for g in plan(engine_cohort, engine_variants, ENGINE_PARAMS, repeats=2) for t in g.tasks]
     assert len(set(two)) == 48 and set(keys) <= set(two)
 
 
-def test_bad_run_options_are_config_errors_before_the_run_directory_is_made(cohort, tmp_path):
-    from harmony.core.errors import ConfigError
-
+def test_bad_run_options_are_config_errors_before_the_run_directory_is_made(engine_cohort, tmp_path):
     for option, fragment in (({"workers": -1}, "workers must be >= 0, got -1"),
                              ({"repeats": 0}, "repeats must be >= 1, got 0"),
                              ({"executor": "threads"}, "got 'threads'")):
         with pytest.raises(ConfigError, match=fragment):
-            run_tasks(cohort, None, PARAMS, tmp_path / "run", progress=False, **option)
+            run_tasks(engine_cohort, None, ENGINE_PARAMS, tmp_path / "run", progress=False, **option)
     assert not (tmp_path / "run").exists()
 
 
-def test_failures_are_isolated_recorded_and_not_retried_unless_asked(cohort, tmp_path):
+def test_failures_are_isolated_recorded_and_not_retried_unless_asked(engine_cohort, tmp_path):
     variants = expand_design({"grid": [{"erode_dilate": {"distance_mm": [-1.0, -9.0]}}]}, seed=0)
-    cases = cohort.copy()
+    cases = engine_cohort.copy()
     single = sitk.Image(sitk.ReadImage(cases[schema.MASK][1])) * 0
     single[8, 9, 5] = 1
     sitk.WriteImage(single, str(tmp_path / "single.nrrd"))
     cases.loc[1, schema.MASK] = str(tmp_path / "single.nrrd")
     out = tmp_path / "run"
-    run = run_tasks(cases, variants, PARAMS, out, executor="serial", progress=False)
+    run = run_tasks(cases, variants, ENGINE_PARAMS, out, executor="serial", progress=False)
     assert (run.total, run.done, run.failed) == (6, 2, 4)
     errors = run.failures.set_index([schema.CASE_ID, schema.VARIANT_ID])[schema.ERROR]
     eroded_away = variants[2].variant_id
@@ -311,9 +257,9 @@ def test_failures_are_isolated_recorded_and_not_retried_unless_asked(cohort, tmp
     assert set(run.features[schema.CASE_ID]) == {"a"} and run.features[schema.VARIANT_ID].nunique() == 2
     assert pd.read_parquet(out / FAILURES_NAME).shape[0] == 4
 
-    again = run_tasks(cases, variants, PARAMS, out, executor="serial", progress=False)
+    again = run_tasks(cases, variants, ENGINE_PARAMS, out, executor="serial", progress=False)
     assert (again.resumed, again.failed) == (6, 4)
-    retried = run_tasks(cases, variants, PARAMS, out, executor="serial", progress=False, retry_failed=True)
+    retried = run_tasks(cases, variants, ENGINE_PARAMS, out, executor="serial", progress=False, retry_failed=True)
     assert (retried.resumed, retried.failed) == (2, 4)
     pd.testing.assert_frame_equal(retried.failures, run.failures)
 
@@ -342,56 +288,7 @@ def test_lock_refuses_a_live_run_and_takes_over_a_dead_one(tmp_path):
             pass
 
 
-def test_cli_extract_runs_variants_through_the_engine(cohort, variants, tmp_path, capsys):
-    params = tmp_path / "params.json"
-    params.write_text(json.dumps(PARAMS))
-    chosen = variants_table(variants[:3] + expand_design({"grid": [{"erode_dilate": {"distance_mm": -9.0}}]},
-                                                         seed=0)[1:])
-    write_table(chosen, tmp_path / "variants.parquet", schema.VARIANTS)
-    csv = Path(cohort[schema.IMAGE][0]).parent / "cases.csv"
-    argv = ["extract", str(csv), "--params", str(params), "--out", str(tmp_path / "run"), "--executor", "serial",
-            "--variants", str(tmp_path / "variants.parquet"), "--quiet"]
-    assert cli_main(argv) == 1
-    captured = capsys.readouterr()
-    assert "6 of 8 tasks extracted (0 from an earlier run)" in captured.out
-    assert "2 task(s) failed" in captured.err
-    assert cli_main(argv) == 1
-    assert "(8 from an earlier run)" in capsys.readouterr().out
-
-
-@pytest.mark.slow
-def test_cli_killed_mid_run_resumes_with_every_task_exactly_once(cohort, variants, serial_run, tmp_path):
-    params = tmp_path / "params.json"
-    params.write_text(json.dumps(PARAMS))
-    write_table(variants_table(variants), tmp_path / "variants.parquet", schema.VARIANTS)
-    csv = Path(cohort[schema.IMAGE][0]).parent / "cases.csv"
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "harmony.cli", "extract", str(csv), "--params", str(params), "--out", str(out),
-           "--variants", str(tmp_path / "variants.parquet"), "--executor", "serial", "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not list((out / TASKS_DIR).glob("*.parquet")) and proc.poll() is None:
-        assert time.monotonic() < deadline, "no task finished in time"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the session we started: the CLI and anything it spawned
-    proc.wait()
-    finished = len(list((out / TASKS_DIR).glob("*.parquet")))
-    assert 0 < finished < serial_run.total, "the run was not killed mid-way"
-    assert (out / LOCK_NAME).exists()  # left behind by the killed run
-
-    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"({finished} from an earlier run)" in resumed.stdout
-    assert len(list((out / TASKS_DIR).glob("*.parquet"))) == serial_run.total
-    features = schema.FEATURES.validate(pd.read_parquet(out / FEATURES_NAME))  # the key is unique
-    pd.testing.assert_frame_equal(_sorted(features), _sorted(serial_run.features), check_exact=True)
-
-
 def test_engine_settings_section_validates():
-    from harmony.core.config import validate
-    from harmony.core.errors import ConfigError
-    from harmony.workflows.experiment import experiment_schema
-
     config = validate({"engine": {"executor": "dask", "workers": 2, "retry_failed": True}}, experiment_schema())
     assert config["engine"] == {"executor": "dask", "workers": 2, "scheduler": "", "repeats": 1, "retry_failed": True}
     with pytest.raises(ConfigError, match="engine.executor"):

@@ -1,4 +1,4 @@
-"""Harmonization metrics against pingouin/scipy, the features-table entry point, acceptance, and the CLI."""
+"""Harmonization metrics against pingouin/scipy, the features-table entry point and acceptance."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import pingouin as pg
 import pytest
 from scipy import stats
 
-from harmony.cli import main
 from harmony.core import schema
-from harmony.core.files import read_table
 from harmony.harmonize.combat import ComBat
 from harmony.harmonize.features import harmonization_inputs, harmonize_features
 from harmony.harmonize.inputs import HarmonizationError
@@ -95,10 +93,33 @@ def test_site_classifier_accuracy_and_chance(cohort):
     assert abs(site_classifier_accuracy(noise)["accuracy"] - 0.25) < 0.15
 
 
+#: ``site_classifier_accuracy`` on ``cohort`` as computed by the hand-written fold loop it replaced (pinned
+#: before the move to ``cross_val_score``): the same folds and model must give the same numbers.
+PINNED_ACCURACY = [
+    ({}, 0.925),
+    ({"random_state": 3, "n_splits": 4}, 0.925),
+    ({"harmonizer": ComBat(eb=False)}, 0.25),
+    ({"harmonizer": ComBat()}, 0.24375),
+    ({"harmonizer": ComBat(), "covariates": True}, 0.225),
+    ({"harmonizer": ComBat(parametric=False, feature_transform="yeo-johnson"), "covariates": True,
+      "random_state": 7}, 0.45625),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), PINNED_ACCURACY)
+def test_site_classifier_accuracy_is_unchanged_by_the_move_to_cross_val_score(cohort, kwargs, expected):
+    cases, features = cohort
+    if kwargs.get("covariates"):
+        kwargs = {**kwargs, "covariates": cases.set_index(schema.CASE_ID)[[AGE, GROUP]]}
+    folds = kwargs.get("n_splits", 5)
+    assert site_classifier_accuracy(features, **kwargs) == {"accuracy": pytest.approx(expected, abs=1e-12),
+                                                            "chance": 0.25, "folds": folds}
+
+
 def test_in_fold_harmonization_avoids_the_below_chance_bias(cohort):
     cases, features = cohort
     _, X, site, _ = harmonization_inputs(features, cases)
-    leaky = _long(ComBat(eb=False).fit_transform(X, site), site)
+    leaky = _long(ComBat(eb=False).fit_transform(X, batch=site), site)
     honest = site_classifier_accuracy(features, harmonizer=ComBat(eb=False))
     assert site_classifier_accuracy(leaky)["accuracy"] < 0.15 < honest["accuracy"] < 0.45
 
@@ -134,7 +155,7 @@ def test_harmonize_features_uses_the_original_variant_one_row_per_case(cohort):
     raw = table[table[schema.STAGE] == "raw"].drop(columns=schema.STAGE).reset_index(drop=True)
     pd.testing.assert_frame_equal(raw, schema.FEATURES.validate(features))
     _, X, site, cov = harmonization_inputs(features, cases, covariates=[AGE, GROUP])
-    expected = ComBat().fit_transform(X, site, cov)
+    expected = ComBat().fit_transform(X, batch=site, covariates=cov)
     combat = table[table[schema.STAGE] == "combat"].pivot(index=schema.CASE_ID, columns=schema.FEATURE,
                                                           values=schema.VALUE)
     np.testing.assert_allclose(combat.loc[X.index, X.columns].to_numpy(), expected.to_numpy(), atol=1e-12)
@@ -152,7 +173,7 @@ def test_harmonize_features_errors_name_the_problem(cohort):
     with pytest.raises(HarmonizationError, match="feature 'feature005' is nan in sample 'sim0000'"):
         harmonize_features(holes, cases)
     with pytest.raises(HarmonizationError, match="fitted model or ComBat options, not both"):
-        harmonize_features(features, cases, model=ComBat().fit(np.eye(4), list("aabb")), eb=False)
+        harmonize_features(features, cases, model=ComBat().fit(np.eye(4), batch=list("aabb")), eb=False)
 
 
 def test_batch_may_be_any_cases_column(cohort):
@@ -185,11 +206,11 @@ def test_held_back_subjects_lose_the_site_effect_about_as_much_as_training_and_k
     cases, features = simulate_site_features(n_cases=480, n_features=30, rng=np.random.default_rng(42))
     _, X, site, cov = harmonization_inputs(features, cases, covariates=[AGE, GROUP])
     held = np.arange(len(X)) % 3 == 0
-    model = ComBat().fit(X[~held], site[~held], cov[~held])
+    model = ComBat().fit(X[~held], batch=site[~held], covariates=cov[~held])
     truth = cases.set_index(schema.CASE_ID)[list(TRUTHS)]
     results = {}
     for part, rows in (("training", ~held), ("held_back", held)):
-        after = model.transform(X[rows], site[rows], cov[rows])
+        after = model.transform(X[rows], batch=site[rows], covariates=cov[rows])
         for stage, values in (("raw", X[rows]), ("combat", after)):
             long = _long(values, site)
             results[part, stage] = (site_effects(long).query(f"{TEST} == 'welch_anova'")[SIGNIFICANT].mean(),
@@ -200,55 +221,6 @@ def test_held_back_subjects_lose_the_site_effect_about_as_much_as_training_and_k
     assert abs(results["held_back", "combat"][1] - results["training", "combat"][1]) < 0.05
 
 
-# -- the CLI ------------------------------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_cli_harmonize_end_to_end(cohort, tmp_path, capsys):
-    cases, features = cohort
-    features.to_parquet(tmp_path / "features.parquet")
-    cases.assign(image="not-read.nrrd", mask="not-read.nrrd").to_csv(tmp_path / "cases.csv", index=False)
-    cases.to_parquet(tmp_path / "cases.parquet")
-    out = tmp_path / "out"
-    code = main(["harmonize", str(tmp_path / "features.parquet"), "--cases", str(tmp_path / "cases.csv"),
-                 "--covariates", f"{AGE},{GROUP}", "--transform", "yeo-johnson", "--ref-batch", "scanner2",
-                 "--out", str(out)])
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "site_classifier_accuracy" in printed and "harmonized 160 cases" in printed
-    for name in ("harmonized.parquet", "model.json", "site_effects.parquet", "harmonization_summary.parquet",
-                 "truth_correlation.parquet", "covariate_effects.parquet", "manifest.json"):
-        assert (out / name).is_file(), name
-    first = read_table(out / "harmonized.parquet", schema.HARMONIZED)
-    ref = first[(first[schema.SITE] == "scanner2")]
-    raw, combat = (ref[ref[schema.STAGE] == s][schema.VALUE].to_numpy() for s in ("raw", "combat"))
-    np.testing.assert_array_equal(raw, combat)
-
-    again = tmp_path / "again"
-    assert main(["harmonize", str(tmp_path / "features.parquet"), "--cases", str(tmp_path / "cases.parquet"),
-                 "--model", str(out / "model.json"), "--out", str(again)]) == 0
-    second = read_table(again / "harmonized.parquet", schema.HARMONIZED)
-    np.testing.assert_allclose(second[schema.VALUE], first[schema.VALUE], rtol=0, atol=1e-10)
-
-    code = main(["harmonize", str(tmp_path / "features.parquet"), "--cases", str(tmp_path / "cases.csv"),
-                 "--covariates", "height", "--out", str(tmp_path / "bad")])
-    assert code == 2 and "height" in capsys.readouterr().err
-
-
-def test_cli_harmonize_model_refuses_options_it_would_ignore(cohort, tmp_path, capsys):
-    cases, features = cohort
-    features.to_parquet(tmp_path / "features.parquet")
-    cases.to_parquet(tmp_path / "cases.parquet")
-    _, X, site, cov = harmonization_inputs(features, cases, covariates=[AGE, GROUP])
-    model = ComBat().fit(X, site, cov).save(tmp_path / "model.json")
-    common = ["harmonize", str(tmp_path / "features.parquet"), "--cases", str(tmp_path / "cases.parquet"),
-              "--model", str(model), "--out", str(tmp_path / "out")]
-    assert main(common + ["--transform", "log", "--no-eb"]) == 2
-    assert "drop ['--transform', '--no-eb']" in capsys.readouterr().err
-    assert main(common + ["--covariates", AGE]) == 2
-    assert f"the model was fitted with ['{AGE}', '{GROUP}']; missing ['{GROUP}']" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()  # nothing written on bad input
-
-
 def test_site_classifier_says_why_its_accuracy_is_nan(cohort):
     cases, features = cohort
     lonely = features.assign(**{schema.SITE: np.where(features[schema.CASE_ID] == "sim0000", "solo",
@@ -257,5 +229,24 @@ def test_site_classifier_says_why_its_accuracy_is_nan(cohort):
         assert np.isnan(site_classifier_accuracy(lonely)["accuracy"])
     pair = features.assign(**{schema.SITE: np.where(features[schema.CASE_ID].isin(["sim0000", "sim0001"]), "duo",
                                                     features[schema.SITE])})  # 2 folds: 1 of them per training fold
-    with pytest.warns(RuntimeWarning, match="ComBat failed on a training fold .*batch 'duo' has a single sample"):
+    with pytest.warns(RuntimeWarning, match="ComBat failed on a cross-validation fold .*batch 'duo' has a single"):
         assert np.isnan(site_classifier_accuracy(pair, harmonizer=ComBat())["accuracy"])
+
+
+def test_site_classifier_nan_when_combat_cannot_apply_to_a_held_out_fold(cohort):
+    cases, features = cohort
+    covariates = cases.set_index(schema.CASE_ID)[[GROUP]]
+    covariates.loc["sim0000", GROUP] = "unique"  # a level its training fold never sees
+    with pytest.warns(RuntimeWarning, match="ComBat failed on a cross-validation fold .*level 'unique' was not seen"):
+        result = site_classifier_accuracy(features, harmonizer=ComBat(), covariates=covariates)
+    assert np.isnan(result["accuracy"]) and result["chance"] == 0.25
+
+
+def test_site_classifier_keeps_the_harmonizer_warnings_and_leaves_it_unfitted(cohort):
+    cases, features = cohort
+    harmonizer = ComBat(eb=False)
+    covariates = cases.set_index(schema.CASE_ID)[[AGE]].assign(room="A")
+    with pytest.warns(UserWarning, match="covariate 'room' has a single level") as record:
+        site_classifier_accuracy(features, harmonizer=harmonizer, covariates=covariates)
+    assert sum("single level" in str(w.message) for w in record) == 5  # once per training fold
+    assert not hasattr(harmonizer, "gamma_star_")

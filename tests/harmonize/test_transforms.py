@@ -68,10 +68,10 @@ def test_log_needs_positive_values_naming_the_feature_at_fit_and_transform():
     bad = X.copy()
     bad[7, 2] = -1.0
     with pytest.raises(TransformError, match=r"feature 'column 2' is -1.0 in sample row 7"):
-        ComBat(transform="log").fit(bad, site)
-    model = ComBat(transform="log").fit(X, site)
+        ComBat(feature_transform="log").fit(bad, batch=site)
+    model = ComBat(feature_transform="log").fit(X, batch=site)
     with pytest.raises(TransformError, match=r"feature 'column 2' is -1.0 in sample row 7"):
-        model.transform(bad, site)
+        model.transform(bad, batch=site)
     assert issubclass(TransformError, HarmonyError)  # the CLI turns it into one line and exit code 2
 
 
@@ -89,7 +89,7 @@ def test_transformed_combat_aligns_sites_on_the_transformed_scale():
     rng = np.random.default_rng(4)
     site = np.repeat(["a", "b", "c"], 60)
     X = np.exp(rng.normal(size=(180, 6)) * np.where(site == "b", 1.5, 0.7)[:, None] + (site == "c")[:, None])
-    Y = ComBat(transform="log", eb=False).fit_transform(X, site)
+    Y = ComBat(feature_transform="log", eb=False).fit_transform(X, batch=site)
     logs = np.log(Y)
     for s in "bc":
         np.testing.assert_allclose(logs[site == s].mean(axis=0), logs[site == "a"].mean(axis=0), atol=1e-8)
@@ -107,11 +107,11 @@ def test_a_transform_lowers_the_distribution_site_effect_where_plain_combat_rais
         long["site"] = long["case_id"].map(site)
         return site_effects(long).groupby("test")["significant"].mean()
 
-    raw, plain = fraction(X), fraction(ComBat().fit_transform(X, site))
+    raw, plain = fraction(X), fraction(ComBat().fit_transform(X, batch=site))
     assert plain["kruskal_wallis"] > raw["kruskal_wallis"] + 0.05
     assert plain["welch_anova"] < 0.1 < raw["welch_anova"]  # means aligned: the effect moved to the medians
     for name in ("log", "yeo-johnson", "quantile-normal"):
-        after = fraction(ComBat(transform=name).fit_transform(X, site))
+        after = fraction(ComBat(feature_transform=name).fit_transform(X, batch=site))
         assert after["kruskal_wallis"] < plain["kruskal_wallis"], name
         assert after["anderson_darling"] < plain["anderson_darling"] / 2, name
         assert after["kruskal_wallis"] <= raw["kruskal_wallis"] + 0.05, name

@@ -1,4 +1,4 @@
-"""harmony.reliability against published values, pingouin, closed forms and invariants; the CLI end to end."""
+"""harmony.reliability against published values, pingouin, closed forms and invariants (the command: tests/cli)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 import pingouin
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from harmony.cli import main
 from harmony.core import schema
 from harmony.core.errors import ConfigError, SchemaError
 from harmony.core.schema import (
@@ -21,7 +20,6 @@ from harmony.core.schema import (
     ESTIMATE,
     FEATURE,
     ICC_METRICS,
-    KIND,
     METRIC,
     N_CASES,
     N_VARIANTS,
@@ -37,7 +35,7 @@ from harmony.reliability.settings import ALL, ICC_CATEGORIES, UNDEFINED
 from harmony.reliability.table import pairwise_ccc, reliability_table
 from harmony.reliability.verdicts import feature_verdicts, summary_counts
 from harmony.workflows.experiment import load_experiment
-from tests.conftest import reference_path
+from tests.conftest import perturbed_features, reference_path
 
 # pingouin 0.7.0 calls DataFrame.dropna(inplace=True), deprecated in pandas 3.1
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.dropna")
@@ -277,8 +275,7 @@ matrices = st.tuples(st.integers(3, 8), st.integers(2, 5), st.integers(0, 2**32 
 @settings(deadline=None, max_examples=40)
 @given(matrices)
 def test_icc_at_most_one_and_shift_invariant(x):
-    if (x == x[0]).all():  # constant, or no variation between targets: undefined (tested above)
-        return
+    assume(not (x == x[0]).all())  # constant, or no variation between targets: undefined (tested above)
     out = icc(long_table(x)[[T, R, Y]], T, R, Y)
     defined = out[REASON] == ""
     assert defined.sum() >= 5  # only ICC(A,k) can lack a value (agreement far below chance), with a reason
@@ -301,8 +298,7 @@ def test_feature_identical_across_raters_has_icc_one(targets, k):
 def test_ccc_symmetric_and_one_for_identical_series(seed, n):
     rng = np.random.default_rng(seed)
     x = np.round(rng.normal(size=(n, 2)) * 4) / 4 + [0, rng.normal()]
-    if (x.max(axis=0) == x.min(axis=0)).any():
-        return
+    assume((x.max(axis=0) > x.min(axis=0)).all())  # a constant series has no CCC
     data = long_table(x)[[T, R, Y]]
     ab = ccc(data, T, R, Y, reference=0)[[ESTIMATE, CI_LOW, CI_HIGH]]
     ba = ccc(data, T, R, Y, reference=1)[[ESTIMATE, CI_LOW, CI_HIGH]]
@@ -313,36 +309,9 @@ def test_ccc_symmetric_and_one_for_identical_series(seed, n):
 
 # -- the features table ---------------------------------------------------------------------------------
 
-KINDS = {ORIGINAL: ORIGINAL, "n1": "noise", "n2": "noise", "b1": "discretisation", "m1": "mask",
-         "nm": "mask+noise"}
-
-
-def make_features(n_cases: int = 20, seed: int = 0, repeats: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Features: 'steady' (tiny noise), 'noisy' (broken by noise only), 'flat' (constant), 'gappy' (missing)."""
-    rng = np.random.default_rng(seed)
-    truth = rng.normal(size=n_cases) * 5
-    rows = []
-    for variant, kind in KINDS.items():
-        for repeat in range(1 if variant == ORIGINAL else repeats):
-            for c in range(n_cases):
-                noise = rng.normal()
-                values = {"steady": truth[c] + 0.01 * noise * (variant != ORIGINAL),
-                          "noisy": truth[c] + 20 * noise * ("noise" in kind),
-                          "flat": 7.0,
-                          "gappy": truth[c] + 0.01 * noise}
-                for name, value in values.items():
-                    if name == "gappy" and variant == "m1" and c < 5:
-                        continue
-                    rows.append((f"case{c:02d}", "site", variant, repeat, name, value))
-    features = pd.DataFrame(rows, columns=schema.FEATURES.names)
-    variants = pd.DataFrame({VARIANT_ID: list(KINDS), KIND: list(KINDS.values()), schema.PARAMS: "[]",
-                             schema.SEED: 0})
-    return features, variants
-
-
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    features, variants = make_features()
+    features, variants = perturbed_features()
     return reliability_table(features, variants, bootstrap=200)
 
 
@@ -377,7 +346,7 @@ def test_categories_follow_koo_and_li_on_the_lower_bound(table):
 
 
 def test_judge_on_estimate_and_thresholds_are_configurable():
-    features, variants = make_features()
+    features, variants = perturbed_features()
     loose = reliability_table(features, variants, bootstrap=100, judge_on="estimate", icc="ICC(C,1)",
                               icc_thresholds=[0.1, 0.2, 0.3])
     rows = loose[(loose[METRIC] == "ICC(C,1)") & (loose[CATEGORY] != UNDEFINED)]
@@ -408,7 +377,7 @@ def test_verdicts_name_the_perturbation_that_breaks_a_feature(table):
 
 
 def test_repeats_fold_into_raters_and_pairwise_ccc():
-    features, variants = make_features(n_cases=10, repeats=2)
+    features, variants = perturbed_features(n_cases=10, repeats=2)
     table = reliability_table(features, variants, bootstrap=100)
     assert table.groupby(PERTURBATION)[N_VARIANTS].first().to_dict() == {
         "discretisation": 3, "mask": 3, "noise": 5, "mask+noise": 3, "all": 11}
@@ -424,7 +393,7 @@ def test_repeats_fold_into_raters_and_pairwise_ccc():
 
 
 def test_bad_tables_are_named():
-    features, variants = make_features(n_cases=5)
+    features, variants = perturbed_features(n_cases=5)
     with pytest.raises(SchemaError, match="no row for variant_id 'nm'"):
         reliability_table(features, variants[variants[VARIANT_ID] != "nm"])
     with pytest.raises(SchemaError, match="no rows with variant_id 'original'"):
@@ -432,7 +401,7 @@ def test_bad_tables_are_named():
 
 
 def test_without_variants_every_variant_is_one_kind():
-    features, _ = make_features(n_cases=6)
+    features, _ = perturbed_features(n_cases=6)
     table = reliability_table(features, bootstrap=100)
     assert set(table[PERTURBATION]) == {ALL}
 
@@ -446,37 +415,3 @@ def test_experiment_config_carries_the_reliability_section(tmp_path):
     path.write_text('[reliability]\niccc = "ICC(C,k)"\n')
     with pytest.raises(ConfigError, match="reliability.iccc: unknown key"):
         load_experiment(path)
-
-
-# -- the command line -------------------------------------------------------------------------------------
-
-def test_cli_end_to_end(tmp_path, capsys):
-    features, variants = make_features(n_cases=12)
-    features.to_parquet(tmp_path / "features.parquet")
-    variants.to_parquet(tmp_path / "variants.parquet")  # found beside the features
-    out = tmp_path / "out"
-    code = main(["reliability", str(tmp_path / "features.parquet"), "--out", str(out), "--quiet",
-                     "--set", "reliability.bootstrap=100", "--set", "reliability.icc=ICC(C,1)"])
-    printed = capsys.readouterr().out
-    assert code == 0
-    assert "ICC(C,1) categories per perturbation" in printed and "mask+noise" in printed
-    assert "2 of 4 features stable" in printed
-    table = pd.read_parquet(out / "reliability.parquet")
-    schema.RELIABILITY.validate(table)
-    assert set(table[PERTURBATION]) == {"discretisation", "mask", "noise", "mask+noise", "all"}
-    verdicts = pd.read_csv(out / "stable_features.csv")
-    assert verdicts.set_index(FEATURE).loc["noisy", "worst_perturbation"] in {"noise", "mask+noise"}
-    assert "ICC(C,1)" in verdicts.set_index(FEATURE).loc["noisy", REASON]
-    assert len(pd.read_parquet(out / "ccc_pairwise.parquet")) == 4 * 5
-    assert (out / "manifest.json").is_file()
-
-
-def test_cli_bad_setting_is_one_line_and_exit_two(tmp_path, capsys):
-    features, _ = make_features(n_cases=4)
-    features.to_parquet(tmp_path / "f.parquet")
-    code = main(["reliability", str(tmp_path / "f.parquet"), "--out", str(tmp_path / "o"),
-                     "--set", "reliability.judge_on=median"])
-    err = capsys.readouterr().err
-    assert code == 2 and "--set: reliability.judge_on: must be one of" in err
-    code = main(["reliability", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "o")])
-    assert code == 2 and "missing.parquet" in capsys.readouterr().err

@@ -6,16 +6,15 @@ import base64
 import html
 import json
 import re
+import subprocess
+import sys
 
-import matplotlib
-import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
 from harmony.core import schema
-from harmony.core.files import write_table
-from harmony.core.manifest import NOT_RUN, build_manifest, now_utc, write_manifest
+from harmony.core.manifest import NOT_RUN
 from harmony.harmonize import metrics as hm
 from harmony.report.figures import (
     HEATMAP_TOP_N,
@@ -31,93 +30,12 @@ from harmony.report.figures import (
 from harmony.report.page import _truth_sentence, stable_features
 from harmony.workflows.layout import FIGURES_DIR, FILES, load_run
 from harmony.workflows.run import write_report
-
-EVIL_CASE = "<script>alert(1)</script>"
-EVIL_FEATURE = "original_glcm_<b>Bold</b>&amp"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-KINDS = ("noise", "discretisation", "mask", "all")
-N_FEATURES = 50  # more than HEATMAP_TOP_N, so the heatmap shows a subset
-
-
-def synthetic_run(run_dir, *, sites=("A", "B", "C"), n_cases=12, harmonized=True, seed=0):
-    """A run directory whose tables follow schema.py exactly, with a hostile case id and feature name."""
-    rng = np.random.default_rng(seed)
-    case_ids = [EVIL_CASE] + [f"case{i:02d}" for i in range(1, n_cases)]
-    site_of = {c: sites[i % len(sites)] for i, c in enumerate(case_ids)}
-    features = [EVIL_FEATURE] + [f"original_firstorder_F{i:02d}" for i in range(1, N_FEATURES)]
-    cases = pd.DataFrame({schema.CASE_ID: case_ids, schema.SITE: [site_of[c] for c in case_ids],
-                          schema.IMAGE: [f"/x/{i}.nrrd" for i in range(n_cases)],
-                          schema.MASK: [f"/x/{i}_m.nrrd" for i in range(n_cases)],
-                          "truth_size": rng.normal(size=n_cases)})
-    variants = pd.DataFrame({schema.VARIANT_ID: [schema.ORIGINAL, "v1", "v2"],
-                             schema.KIND: ["original", "noise", "mask"],
-                             schema.PARAMS: ["[]", '[{"kind": "noise"}]', '[{"kind": "erode_dilate"}]'],
-                             schema.SEED: [0, 7, 0]})
-    truth = cases["truth_size"].to_numpy()
-    rows = []
-    for variant in variants[schema.VARIANT_ID]:
-        for j, feature in enumerate(features):
-            values = truth * (j % 5 + 1) + rng.normal(scale=0.3, size=n_cases)
-            values += np.array([sites.index(site_of[c]) for c in case_ids]) * 2.0
-            rows += [{schema.CASE_ID: c, schema.SITE: site_of[c], schema.VARIANT_ID: variant, schema.REPEAT: 0,
-                      schema.FEATURE: feature, schema.VALUE: v} for c, v in zip(case_ids, values)]
-    feats = pd.DataFrame(rows)
-    failures = pd.DataFrame({schema.CASE_ID: [EVIL_CASE], schema.VARIANT_ID: ["v9"], schema.REPEAT: [0],
-                             schema.ERROR: ["PerturbationError: erosion <removed> 90% of the mask"]})
-    rel = []
-    for feature in features:
-        for kind in KINDS:
-            est = float(rng.uniform(0.2, 1.0))
-            low = est - 0.1
-            category = ("excellent" if low >= 0.9 else "good" if low >= 0.75 else "moderate" if low >= 0.5 else "poor")
-            for metric in ("ICC(A,1)", "CCC"):
-                rel.append({schema.FEATURE: feature, schema.PERTURBATION: kind, schema.METRIC: metric,
-                            schema.ESTIMATE: est, schema.CI_LOW: low, schema.CI_HIGH: min(est + 0.05, 1.0),
-                            schema.N_CASES: n_cases, schema.N_VARIANTS: 3, schema.CATEGORY: category,
-                            schema.STABLE: low >= 0.75, schema.REASON: f"lower bound {low:.2f} vs 0.75"})
-    reliability = pd.DataFrame(rel)
-    # the hostile feature is stable under every kind, so it appears in the stable-features table
-    evil = reliability[schema.FEATURE] == EVIL_FEATURE
-    reliability.loc[evil, [schema.ESTIMATE, schema.CI_LOW, schema.CI_HIGH]] = [0.97, 0.93, 0.99]
-    reliability.loc[evil, schema.STABLE] = True
-    reliability.loc[evil, schema.CATEGORY] = "excellent"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_table(cases, run_dir / FILES["cases"], schema.CASES)
-    write_table(variants, run_dir / FILES["variants"], schema.VARIANTS)
-    write_table(feats, run_dir / FILES["features"], schema.FEATURES)
-    write_table(failures, run_dir / FILES["failures"], schema.FAILURES)
-    write_table(reliability, run_dir / FILES["reliability"], schema.RELIABILITY)
-    if harmonized:
-        combat = feats.copy()
-        combat[schema.VALUE] = combat[schema.VALUE] - combat[schema.SITE].map({s: 2.0 * i for i, s in enumerate(sites)})
-        both = pd.concat([feats.assign(stage="raw"), combat.assign(stage="combat")], ignore_index=True)
-        write_table(both, run_dir / FILES["harmonized"], schema.HARMONIZED)
-        effect = []
-        for f in features:
-            for t in ("anova", "kruskal_wallis"):
-                for s in schema.STAGES:
-                    p = float(rng.uniform(1e-8, 1e-3) if s == "raw" else rng.uniform(0.05, 1))
-                    effect.append({schema.FEATURE: f, schema.STAGE: s, hm.TEST: t, hm.STATISTIC: 1.0, hm.PVALUE: p,
-                                   hm.PVALUE_BH: p, hm.SIGNIFICANT: p < 0.05})
-        write_table(pd.DataFrame(effect), run_dir / FILES["site_effects"], hm.SITE_EFFECTS)
-        corr = pd.DataFrame([{schema.FEATURE: f, hm.TRUTH: "truth_size", schema.STAGE: s,
-                              schema.ESTIMATE: float(rng.uniform(0.3, 0.6) if s == "raw" else rng.uniform(0.6, 0.95))}
-                             for f in features for s in schema.STAGES])
-        write_table(corr, run_dir / FILES["truth_correlation"], hm.TRUTH_CORRELATION)
-        summary = pd.DataFrame({schema.STAGE: list(schema.STAGES) * 2,
-                                schema.METRIC: ["site_classifier_accuracy"] * 2 + ["site_classifier_chance"] * 2,
-                                schema.ESTIMATE: [0.95, 0.35, 1 / 3, 1 / 3]})
-        write_table(summary, run_dir / FILES["harmonization_summary"], hm.SUMMARY)
-    config = {"experiment": {"name": "synthetic <run>", "description": "A synthetic run & its tables."},
-              "reliability": {"icc": "ICC(A,1)"}}
-    write_manifest(run_dir, build_manifest(command="run", config=config, seeds={"experiment": seed},
-                                           started=now_utc(), tasks={"total": 36, "done": 35, "failed": 1},
-                                           wall_seconds=12.5))
-    return run_dir
+from tests.conftest import ROOT, features_table
+from tests.report.conftest import EVIL_CASE, EVIL_FEATURE, N_FEATURES, PNG_MAGIC
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory):
+def written(synthetic_run, tmp_path_factory):
     run_dir = synthetic_run(tmp_path_factory.mktemp("run"))
     path = write_report(run_dir)
     return run_dir, path, path.read_text(encoding="utf-8")
@@ -182,7 +100,7 @@ def test_stable_table_lists_the_features_stable_under_every_kind(written):
     assert f"Stable features ({len(expected)} of {N_FEATURES})" in page
 
 
-def test_single_site_run_without_harmonization(tmp_path):
+def test_single_site_run_without_harmonization(synthetic_run, tmp_path):
     run_dir = synthetic_run(tmp_path / "one", sites=("only",), harmonized=False)
     page = write_report(run_dir).read_text()
     assert "Not run: no harmonized table in this run" in page
@@ -193,7 +111,7 @@ def test_single_site_run_without_harmonization(tmp_path):
     assert page.count("<img ") == 2
 
 
-def test_tables_of_a_stage_not_run_this_time_are_not_reported(tmp_path):
+def test_tables_of_a_stage_not_run_this_time_are_not_reported(synthetic_run, tmp_path):
     # an earlier run into the same directory left harmonization tables and figures behind
     run_dir = synthetic_run(tmp_path / "rerun")
     write_report(run_dir)
@@ -210,22 +128,46 @@ def test_tables_of_a_stage_not_run_this_time_are_not_reported(tmp_path):
 def test_plot_functions_take_ax_none_and_return_figures(written):
     run_dir, _, _ = written
     run = load_run(run_dir)
-    assert matplotlib.get_backend().lower() == "agg"
     figs = [plot_icc_distribution(run["reliability"]),
             plot_icc_heatmap(run["reliability"], "CCC", top_n=5),
             plot_site_effect(run["site_effects"]),
             plot_pca(run["harmonized"], "combat"),
             plot_truth_correlation(run["truth_correlation"])]
     for fig in figs:
-        assert isinstance(fig, Figure)
+        assert isinstance(fig, Figure) and fig.axes
         assert figure_png(fig).startswith(PNG_MAGIC)
-    # given an axis, the plot draws into it and returns its figure
-    import matplotlib.pyplot as plt
+    # given an axis, each plot draws into it and returns its figure
+    fig = Figure()
+    axes = fig.subplots(1, 5)
+    assert plot_icc_distribution(run["reliability"], ax=axes[0]) is fig
+    assert plot_icc_heatmap(run["reliability"], ax=axes[1]) is fig and axes[1].images
+    assert plot_site_effect(run["site_effects"], ax=axes[2]) is fig and axes[2].collections
+    assert plot_pca(run["harmonized"], "raw", ax=axes[3]) is fig
+    assert len(axes[3].collections) == 3  # one scatter per site
+    assert plot_truth_correlation(run["truth_correlation"], ax=axes[4]) is fig and axes[4].collections
+    assert len(fig.axes) == 5 + 1  # no other axes but the heatmap's colour bar
 
-    fig, axes = plt.subplots(1, 2)
-    assert plot_pca(run["harmonized"], "raw", ax=axes[0]) is fig
-    assert len(axes[0].collections) == 3  # one scatter per site
-    plt.close(fig)
+
+#: In a fresh interpreter: a user's backend, then harmony's report imported and a report rendered.
+_USER_BACKEND = """
+import sys
+import matplotlib
+matplotlib.use("svg")
+import harmony.report, harmony.report.figures, harmony.report.page, harmony.workflows.run
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+harmony.workflows.run.write_report(sys.argv[1])
+import matplotlib.pyplot as plt
+print(matplotlib.get_backend(), plt.get_fignums())
+"""
+
+
+def test_the_report_keeps_the_users_backend_and_leaves_no_pyplot_figure(synthetic_run, tmp_path):
+    run_dir = synthetic_run(tmp_path / "run")
+    done = subprocess.run([sys.executable, "-c", _USER_BACKEND, str(run_dir)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg", "[]"]
+    assert (run_dir / "report.html").is_file()
 
 
 def test_heatmap_keeps_the_most_kind_dependent_features():
@@ -239,9 +181,7 @@ def test_heatmap_keeps_the_most_kind_dependent_features():
 
 
 def test_pca_refuses_too_little_data():
-    long = pd.DataFrame({schema.CASE_ID: ["a", "b"], schema.SITE: ["s", "t"], schema.VARIANT_ID: ["original"] * 2,
-                         schema.REPEAT: [0, 0], schema.FEATURE: ["f", "f"], schema.VALUE: [1.0, 2.0],
-                         schema.STAGE: ["raw", "raw"]})
+    long = features_table({("a", "f"): 1.0, ("b", "f"): 2.0}).assign(**{schema.STAGE: "raw"})
     with pytest.raises(ValueError, match="needs >= 3 cases"):
         pca_scores(long, "raw")
 

@@ -14,7 +14,7 @@ import pytest
 
 from harmony.workflows.run import write_report
 from tests.conftest import ROOT
-from tests.report.test_report import synthetic_run
+from tests.report.conftest import EVIL_CASE, PNG_MAGIC
 
 #: A stable copy of the screenshot, for looking at the design (reports/ is git-ignored).
 SCREENSHOT_COPY = ROOT / "reports" / "browser_test" / "report.png"
@@ -53,7 +53,7 @@ def browser(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_report_renders_in_chromium(browser, tmp_path):
+def test_report_renders_in_chromium(browser, synthetic_run, tmp_path):
     run_dir = synthetic_run(tmp_path / "run")
     page = write_report(run_dir)
     browser.get(page.resolve().as_uri())
@@ -65,7 +65,7 @@ def test_report_renders_in_chromium(browser, tmp_path):
     for alt, complete, width, height in images:
         assert complete and width > 0 and height > 0, f"image {alt!r} did not decode"
     # the hostile case id is text on the page, never a script that ran
-    assert "<script>alert(1)</script>" in browser.find_element("id", "failures").text
+    assert EVIL_CASE in browser.find_element("id", "failures").text
     assert browser.execute_script("return document.scripts.length") == 0
     errors = [entry for entry in browser.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
     assert errors == [], errors
@@ -76,7 +76,7 @@ def test_report_renders_in_chromium(browser, tmp_path):
         "format": "png", "captureBeyondViewport": True,
         "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
     png = base64.b64decode(shot["data"])
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert png.startswith(PNG_MAGIC)
     screenshot = tmp_path / "report.png"
     screenshot.write_bytes(png)
     SCREENSHOT_COPY.parent.mkdir(parents=True, exist_ok=True)

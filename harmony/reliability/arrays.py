@@ -12,7 +12,10 @@ from scipy import special, stats
 from harmony.core.schema import ICC_METRICS
 from harmony.reliability.settings import _ICC_AK, CCC, COV, RANGE
 
+__all__: list[str] = []  # array kernels of agreement.py and table.py; their functions are the public API
+
 # -- array statistics (features x cases x conditions, complete cases only) ------------------------------
+
 
 def _f_bound(f_ratio: np.ndarray, k: float) -> np.ndarray:
     """(F - 1) / (F + k - 1), which tends to 1 as F grows without bound."""

@@ -1,0 +1,22 @@
+"""The ``[engine]`` settings of an experiment: where and how often the extraction tasks run."""
+
+from __future__ import annotations
+
+from harmony.core.config import Field, Section
+
+__all__ = ["EXECUTORS", "SETTINGS"]
+
+#: Where an extraction's work can run: ``[engine] executor`` and ``harmony extract --executor``.
+EXECUTORS = ("serial", "processes", "dask")
+
+#: The ``[engine]`` section of an experiment config.
+SETTINGS = Section(
+    {
+        "executor": Field(str, "processes", choices=EXECUTORS,
+                          doc="serial (in this process), processes (local worker processes) or dask."),
+        "workers": Field(int, 0, min=0, doc="Worker count; 0 means one per core."),
+        "scheduler": Field(str, "", doc="Dask scheduler address; empty starts a LocalCluster."),
+        "repeats": Field(int, 1, min=1, doc="Repeats of every (case, variant) task."),
+        "retry_failed": Field(bool, False, doc="On resume, run again the tasks that failed before."),
+    }
+)
