@@ -52,7 +52,7 @@ def _error_text(exc: BaseException) -> str:
 def _prepare(unit: _Unit):
     """Load the case, make the group's variants and set up their shared extraction (cached per worker).
 
-    Returns the keys of the tasks that extract, their :class:`~harmony.extract.SharedExtraction`, the error
+    Returns the keys of the tasks that extract, their :class:`~harmony.extraction.shared.SharedExtraction`, the error
     text of the tasks that failed already, and the case's image and mask as loaded (None if unreadable).
     """
 

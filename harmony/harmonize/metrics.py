@@ -2,7 +2,7 @@
 
 pingouin-style: each function takes a long table (one value a row) and the names of its columns, and
 returns a tidy DataFrame. :func:`harmonization_metrics` runs all of them on a harmonized table
-(:data:`harmony.schema.HARMONIZED`), once per ``stage`` (``raw``, ``combat``).
+(:data:`harmony.core.schema.HARMONIZED`), once per ``stage`` (``raw``, ``combat``).
 
 Per feature, the site effect is tested for the means (Welch's ANOVA, one-way ANOVA) and for the whole
 distribution (Kruskal-Wallis, Anderson-Darling k-sample); each test is summarised as the fraction of
