@@ -474,11 +474,14 @@ class Rotate(Spec):
     def apply_state(self, state: _State, rng: np.random.Generator | None) -> _State:
         grid = state.grid
         axis = grid.direction @ np.asarray(self.axis)
+        axis = axis / np.linalg.norm(axis)
+        # a component below 1e-12 turns nothing, but a subnormal one makes SimpleITK's inverse transform NaN
+        axis[np.abs(axis) < 1e-12] = 0.0
         centre = grid.physical(np.mean(np.nonzero(state.roi), axis=1))[0]
         # SimpleITK maps output points to input points: the content turns by +angle when points turn by -angle.
         transform = sitk.VersorRigid3DTransform()
         transform.SetCenter(tuple(map(float, centre)))
-        transform.SetRotation(tuple(map(float, axis / np.linalg.norm(axis))), -math.radians(self.angle_deg))
+        transform.SetRotation(tuple(map(float, axis)), -math.radians(self.angle_deg))
         image, roi = ops.warp(state.image, state.roi, grid, transform, interpolator=self.interpolator,
                               margin_mm=self.margin_mm)
         return state.with_image(image, roi)
