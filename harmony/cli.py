@@ -89,6 +89,7 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
 
 def _extract(args: argparse.Namespace) -> int:
     from harmony.core import schema
+    from harmony.extraction.taskfiles import FAILURES_NAME
     from harmony.workflows.commands import extract_cases
 
     result = extract_cases(args.cases, args.params, args.out, overrides=args.overrides, label=args.label,
@@ -99,7 +100,7 @@ def _extract(args: argparse.Namespace) -> int:
     print(f"{result.done} of {result.total} tasks extracted ({result.resumed} from an earlier run), "
           f"{n_features} features each -> {result.out_dir}")
     if result.failed:
-        print(f"{result.failed} task(s) failed; see {result.out_dir / 'failures.parquet'}", file=sys.stderr)
+        print(f"{result.failed} task(s) failed; see {result.out_dir / FAILURES_NAME}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -144,7 +145,7 @@ def _gate(args: argparse.Namespace) -> int:
     from harmony.workflows.experiment import load_experiment
 
     config = load_experiment(args.config, args.overrides)
-    progress = False if args.quiet else None
+    progress = _progress(args)
     if args.gate_command == "baseline":
         manifest = gate.create_baseline(config, args.out, progress=progress)
         print(f"baseline of {manifest['tasks']['total']} extractions ({manifest['tasks']['failed']} failed) "
@@ -210,12 +211,14 @@ def _reliability(args: argparse.Namespace) -> int:
 # -- harmony harmonize -------------------------------------------------------------------------------
 
 def _harmonize_args(p: argparse.ArgumentParser) -> None:
+    from harmony.harmonize.settings import TRANSFORMS
+
     p.add_argument("features", help="features table (Parquet), e.g. from `harmony extract`")
     p.add_argument("--batch", default=None, help="batch column of the cases table (default: the features' site)")
     p.add_argument("--cases", default=None, help="cases table (.csv or .parquet) with covariates and truth_* columns")
     p.add_argument("--covariates", default=None, help="comma-separated cases columns whose effects are preserved")
     p.add_argument("--ref-batch", default=None, help="batch left unchanged; the others are mapped onto it")
-    p.add_argument("--transform", default=None, choices=("log", "yeo-johnson", "quantile-normal"),
+    p.add_argument("--transform", default=None, choices=TRANSFORMS,
                    help="per-feature transform applied before ComBat and inverted after")
     p.add_argument("--nonparametric", action="store_true", help="non-parametric empirical Bayes priors")
     p.add_argument("--no-eb", action="store_true", help="no empirical Bayes shrinkage")
@@ -281,9 +284,11 @@ def _perturb(args: argparse.Namespace) -> int:
 # -- harmony run --------------------------------------------------------------------------------------
 
 def _run_args(p: argparse.ArgumentParser) -> None:
+    from harmony.extraction.settings import EXECUTORS
+
     p.add_argument("config", help="experiment config (TOML), e.g. experiments/quickstart.toml")
     p.add_argument("--out", help="run directory (default: the config's experiment.out, or reports/<name>)")
-    p.add_argument("--executor", choices=("serial", "processes", "dask"), help="override engine.executor")
+    p.add_argument("--executor", choices=EXECUTORS, help="override engine.executor")
     p.add_argument("--workers", type=int, help="override engine.workers (0: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_set(p)

@@ -18,9 +18,9 @@ import SimpleITK as sitk
 
 from harmony.core import schema
 from harmony.core.cases import write_cases
+from harmony.core.images import write_case
 from harmony.extraction.engine import run_tasks
 from harmony.perturb.design import expand_design
-from harmony.phantoms.digital import write_case
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS_DATA = ROOT / "tests" / "data"

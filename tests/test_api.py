@@ -412,3 +412,22 @@ def test_the_readme_python_api_section_runs_and_prints_what_it_shows(monkeypatch
     icc = namespace["icc"]
     assert set(icc["metric"]) == {"ICC(1,1)", "ICC(A,1)", "ICC(C,1)", "ICC(1,k)", "ICC(A,k)", "ICC(C,k)"}
     assert set(namespace["features"]["case_id"]) == {"brain1", "breast1", "lung1"}
+
+
+def test_no_harmony_import_inside_a_function_outside_the_cli():
+    """An import inside a function hides an edge of the import graph from lint-imports; only the CLI (which
+    imports each command's module when it runs, so `harmony --help` starts fast) may do it."""
+    package = Path(harmony.__file__).parent
+    hidden = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "cli.py" and path.parent == package:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for function in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            for node in ast.walk(function):
+                module = (node.module or "") if isinstance(node, ast.ImportFrom) else None
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if (module is not None and (node.level or module.split(".")[0] == "harmony")) or \
+                        any(n.split(".")[0] == "harmony" for n in names):
+                    hidden.append(f"{path.relative_to(package.parent)}:{node.lineno}")
+    assert hidden == []

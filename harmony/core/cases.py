@@ -174,7 +174,8 @@ def check_case(case_id: str, image_path: str, mask_path: str, *, label: int = 1,
     Examples
     --------
     >>> import tempfile
-    >>> from harmony.phantoms import ibsi_digital_phantom, write_case
+    >>> from harmony.core.images import write_case
+    >>> from harmony.phantoms import ibsi_digital_phantom
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     image_path, mask_path = write_case(*ibsi_digital_phantom(), folder, "c1")
     ...     check_case("c1", str(image_path), str(mask_path))

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 
 from harmony.core.errors import CaseError
 
-__all__ = ["read_image", "as_image"]
+__all__ = ["read_image", "as_image", "write_case"]
 
 
 def read_image(path: str | os.PathLike, what: str = "image", case_id: str | None = None) -> sitk.Image:
@@ -78,3 +78,39 @@ def as_image(obj: sitk.Image | str | os.PathLike, what: str = "image") -> sitk.I
     True
     """
     return obj if isinstance(obj, sitk.Image) else read_image(obj, what)
+
+
+def write_case(image: sitk.Image, mask: sitk.Image, directory: str | os.PathLike, case_id: str,
+               extension: str = ".nrrd") -> tuple[Path, Path]:
+    """Write a case's image and mask as ``<case_id>_image<ext>`` and ``<case_id>_mask<ext>`` (compressed).
+
+    Parameters
+    ----------
+    image, mask : SimpleITK.Image
+        The case.
+    directory : str or os.PathLike
+        Where to write them (created when absent).
+    case_id : str
+        The files' stem.
+    extension : str, default ".nrrd"
+        Any extension SimpleITK writes (``".nii.gz"``, ``".mha"``, ...).
+
+    Returns
+    -------
+    (pathlib.Path, pathlib.Path)
+        The image file and the mask file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> image = sitk.Image(4, 4, 2, sitk.sitkInt16)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     [p.name for p in write_case(image, sitk.Image(4, 4, 2, sitk.sitkUInt8), folder, "c1", ".nii.gz")]
+    ['c1_image.nii.gz', 'c1_mask.nii.gz']
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = directory / f"{case_id}_image{extension}", directory / f"{case_id}_mask{extension}"
+    for img, path in zip((image, mask), paths):
+        sitk.WriteImage(img, str(path), useCompression=True)
+    return paths

@@ -25,8 +25,8 @@ MANIFEST_NAME = "manifest.json"
 NOT_RUN = "not_run"
 #: Distributions whose versions every manifest records (the pyradiomics one is found at run time).
 _RECORDED_DISTRIBUTIONS = (
-    "harmony-radiomics", "numpy", "scipy", "SimpleITK", "pandas", "pyarrow",
-    "pingouin", "neuroCombat", "scikit-learn", "scikit-image", "PyWavelets",
+    "harmony-radiomics", "numpy", "scipy", "SimpleITK", "pandas", "pyarrow", "scikit-learn", "scikit-image",
+    "PyWavelets", "matplotlib",
 )
 
 

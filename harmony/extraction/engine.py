@@ -43,7 +43,7 @@ from harmony.core.lock import RunLock
 from harmony.core.manifest import build_manifest, now_utc, write_manifest
 from harmony.core.progress import progress_bar
 from harmony.extraction.adapter import make_extractor
-from harmony.extraction.executors import _execute
+from harmony.extraction.executors import execute
 from harmony.extraction.params import resolve_label
 from harmony.extraction.settings import EXECUTORS
 from harmony.extraction.taskfiles import (
@@ -212,7 +212,7 @@ def _run_units(out: Path, units: list[_Unit], total: int, already: int, executor
     expected = collections.Counter(id(u.group) for u in units)
     partial: dict[int, list[tuple[int, dict]]] = collections.defaultdict(list)
     with progress_bar(total=total, initial=already, desc="extract", unit="task", progress=progress) as bar:
-        for unit, result in _execute(units, executor, workers, scheduler):
+        for unit, result in execute(units, executor, workers, scheduler):
             gid = id(unit.group)
             partial[gid].append((unit.index, result))
             if len(partial[gid]) < expected[gid]:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import as_completed as futures_completed
 
 from harmony.core.errors import HarmonyError
 from harmony.extraction.work import _run_unit, _Unit
 
-__all__: list[str] = []  # the engine is their only caller
+__all__ = ["execute"]
 
 
 def _serial(units: list[_Unit]) -> Iterator[tuple[_Unit, dict]]:
@@ -19,8 +23,6 @@ def _serial(units: list[_Unit]) -> Iterator[tuple[_Unit, dict]]:
 
 def _watch_parent(parent: int) -> None:
     """Worker initializer: exit when the run that started this worker is gone (killed runs leave no workers)."""
-    import threading
-
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
@@ -30,15 +32,12 @@ def _watch_parent(parent: int) -> None:
 
 
 def _processes(units: list[_Unit], workers: int) -> Iterator[tuple[_Unit, dict]]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     # spawn: SimpleITK and pyradiomics hold threads and global state that a fork would copy half-made
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_watch_parent, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(_run_unit, unit): unit for unit in units}
-        for future in as_completed(futures):
+        for future in futures_completed(futures):
             yield futures[future], future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -67,7 +66,25 @@ def _dask(units: list[_Unit], workers: int, scheduler: str) -> Iterator[tuple[_U
             cluster.close()
 
 
-def _execute(units: list[_Unit], executor: str, workers: int, scheduler: str) -> Iterator[tuple[_Unit, dict]]:
+def execute(units: list[_Unit], executor: str, workers: int, scheduler: str) -> Iterator[tuple[_Unit, dict]]:
+    """Run the units on ``executor`` and yield ``(unit, result)`` as each finishes (in any order).
+
+    Parameters
+    ----------
+    units : list of work units
+        From the engine's plan (:func:`harmony.extraction.work._units`).
+    executor : {"serial", "processes", "dask"}
+        This process, spawned local worker processes, or a Dask cluster.
+    workers : int
+        Worker processes (processes, and a local Dask cluster).
+    scheduler : str
+        A Dask scheduler address; empty starts a LocalCluster.
+
+    Returns
+    -------
+    iterator of (unit, dict)
+        Each unit with its result: per task key, the features (a dict) or the error text.
+    """
     if executor == "serial":
         return _serial(units)
     if executor == "processes":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +22,7 @@ from harmony.core.files import (
     stable_hash,
     write_table,
 )
+from harmony.core.images import write_case
 from harmony.core.manifest import (
     MANIFEST_NAME,
     build_manifest,
@@ -39,7 +41,7 @@ from harmony.gate.compare import (
 from harmony.gate.settings import PROCEDURAL_PHANTOMS
 from harmony.perturb.design import expand_design
 from harmony.perturb.variants import variants_from_table, variants_table
-from harmony.phantoms.digital import ibsi_digital_phantom, write_case
+from harmony.phantoms.digital import ibsi_digital_phantom
 from harmony.phantoms.render import render_phantom
 
 __all__ = ["GateError", "BASELINE_FEATURES", "BASELINE_FAILURES", "BASELINE_VARIANTS", "BASELINE_CASES",
@@ -216,8 +218,6 @@ def extract_reference_set(cases: pd.DataFrame, variants: pd.DataFrame, params: M
     (DataFrame, DataFrame)
         The features table and the failures table.
     """
-    import tempfile
-
     chains = variants_from_table(variants, source="gate reference set")
     with tempfile.TemporaryDirectory(prefix="harmony-gate-") as scratch:
         run = run_tasks(cases, chains, params, scratch, executor="serial", label=label, progress=progress,

@@ -17,8 +17,6 @@ from harmony.harmonize.inputs import HarmonizationError
 
 __all__ = ["read_cases", "harmonization_inputs", "harmonize_features"]
 
-# -- the features table -----------------------------------------------------------------------------
-
 def read_cases(path: str | os.PathLike) -> pd.DataFrame:
     """A cases table for harmonization: a cases CSV (image files not checked) or a cases Parquet file.
 

@@ -18,8 +18,6 @@ class HarmonizationError(HarmonyError):
     """Input ComBat cannot harmonize: the message names the feature, sample, batch or covariate."""
 
 
-# -- input validation -------------------------------------------------------------------------------
-
 def _sample(samples: Sequence | None, i: int) -> str:
     return f"row {i}" if samples is None else repr(samples[i])
 

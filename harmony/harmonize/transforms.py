@@ -28,6 +28,7 @@ import numpy as np
 from scipy import special, stats
 
 from harmony.core.errors import HarmonyError
+from harmony.harmonize.inputs import _sample
 from harmony.harmonize.settings import TRANSFORMS
 
 __all__ = ["N_QUANTILES", "TransformError", "Identity", "Log", "YeoJohnson", "QuantileNormal", "make_transform",
@@ -40,9 +41,6 @@ N_QUANTILES = 1000
 class TransformError(HarmonyError):
     """Values a feature transform cannot take (e.g. a non-positive value under ``"log"``)."""
 
-
-def _sample_name(labels: Sequence | None, i: int) -> str:
-    return f"row {i}" if labels is None else repr(labels[i])
 
 
 class Identity:
@@ -177,8 +175,8 @@ class Log(Identity):
         bad = ~(values > 0)
         if bad.any():
             i, j = (int(k[0]) for k in np.nonzero(bad))
-            raise TransformError(f"transform='log' needs positive values: feature {features[j]!r} is "
-                                 f"{float(values[i, j])!r} in sample {_sample_name(samples, i)}")
+            raise TransformError(f"feature_transform='log' needs positive values: feature {features[j]!r} is "
+                                 f"{float(values[i, j])!r} in sample {_sample(samples, i)}")
         return np.log(values)
 
     def inverse(self, values):
@@ -326,7 +324,7 @@ class QuantileNormal(Identity):
             # tied quantiles (discrete features) collapse to one point with their mean score
             q, group = np.unique(grid[:, j], return_inverse=True)
             if len(q) < 2:
-                raise TransformError(f"transform='quantile-normal': feature {features[j]!r} has a single distinct "
+                raise TransformError(f"feature_transform='quantile-normal': feature {features[j]!r} has a single distinct "
                                      f"quantile ({q[0]!r}); it is too discrete to map to normal scores")
             self.quantiles.append(q)
             self.scores.append(np.bincount(group, weights=normal) / np.bincount(group))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import SimpleITK as sitk
 
@@ -74,8 +76,6 @@ def perturb_cases(cases: pd.DataFrame, variants: list[Variant], *, out_dir=None,
     >>> failures[["case_id", "variant_id"]].to_dict("records")
     [{'case_id': 'ibsi_phantom', 'variant_id': '81534eea8a0a61c0'}]
     """
-    from pathlib import Path
-
     if save_images and out_dir is None:
         raise ValueError("save_images needs out_dir")
     cases = schema.CASES.validate(cases, source="perturb")

@@ -16,8 +16,8 @@ from harmony.core import schema
 from harmony.core.cases import write_cases
 from harmony.core.errors import ConfigError
 from harmony.core.files import stable_hash, write_json
+from harmony.core.images import write_case
 from harmony.core.progress import progress_bar
-from harmony.phantoms.digital import write_case
 from harmony.phantoms.render import render_phantom
 from harmony.phantoms.scanners import acquire
 from harmony.phantoms.specs import (

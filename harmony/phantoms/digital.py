@@ -11,8 +11,9 @@ import SimpleITK as sitk
 
 from harmony.core import schema
 from harmony.core.cases import write_cases
+from harmony.core.images import write_case
 
-__all__ = ["IBSI_SPACING_MM", "ibsi_digital_phantom", "write_case", "write_ibsi_phantom"]
+__all__ = ["IBSI_SPACING_MM", "ibsi_digital_phantom", "write_ibsi_phantom"]
 
 # IBSI 1 digital phantom (Zwanenburg et al., IBSI reference manual, CC BY 4.0): 5 x 4 x 4 voxels of
 # 2 mm, grey levels 1-9, 74 voxels in the mask. Arrays are indexed [z][y][x], as SimpleITK returns them.
@@ -60,41 +61,6 @@ def ibsi_digital_phantom() -> tuple[sitk.Image, sitk.Image]:
         img.SetSpacing(IBSI_SPACING_MM)
         img.SetOrigin((0.0, 0.0, 0.0))
     return image, mask
-
-
-def write_case(image: sitk.Image, mask: sitk.Image, directory: str | os.PathLike, case_id: str,
-               extension: str = ".nrrd") -> tuple[Path, Path]:
-    """Write a case's image and mask as ``<case_id>_image<ext>`` and ``<case_id>_mask<ext>`` (compressed).
-
-    Parameters
-    ----------
-    image, mask : SimpleITK.Image
-        The case.
-    directory : str or os.PathLike
-        Where to write them (created when absent).
-    case_id : str
-        The files' stem.
-    extension : str, default ".nrrd"
-        Any extension SimpleITK writes (``".nii.gz"``, ``".mha"``, ...).
-
-    Returns
-    -------
-    (pathlib.Path, pathlib.Path)
-        The image file and the mask file.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as folder:
-    ...     [p.name for p in write_case(*ibsi_digital_phantom(), folder, "c1", ".nii.gz")]
-    ['c1_image.nii.gz', 'c1_mask.nii.gz']
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = directory / f"{case_id}_image{extension}", directory / f"{case_id}_mask{extension}"
-    for img, path in zip((image, mask), paths):
-        sitk.WriteImage(img, str(path), useCompression=True)
-    return paths
 
 
 def write_ibsi_phantom(directory: str | os.PathLike) -> pd.DataFrame:

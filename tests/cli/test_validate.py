@@ -37,9 +37,9 @@ def test_pyradiomics_settings_are_checked_too(tmp_path, capsys):
 def test_validation_loads_only_what_it_needs():
     """Checking a config (the quickstart: a simulated cohort, a perturbation design, pyradiomics settings) needs
     the config language, the spec classes and pyradiomics; not the table, statistics or plotting stack."""
-    code = ("import sys; from harmony.cli import main; main(['validate', 'quickstart']); "
-            "print(sorted({m.split('.')[0] for m in sys.modules}), file=sys.stderr)")
+    code = ("import json, sys; from harmony.cli import main; code = main(['validate', 'quickstart']); "
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr); sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = set(eval(done.stderr.strip().splitlines()[-1]))
+    loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
     assert "radiomics" in loaded  # the [extraction] settings were checked by pyradiomics
     assert not loaded & {"pandas", "pyarrow", "scipy", "sklearn", "matplotlib", "skimage", "neuroCombat"}

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +14,7 @@ import SimpleITK as sitk
 from harmony.core import schema
 from harmony.core.config import validate
 from harmony.core.errors import ConfigError
-from harmony.core.lock import LOCK_NAME, LockError, RunLock
+from harmony.core.lock import LOCK_NAME
 from harmony.extraction.adapter import extract, make_extractor
 from harmony.extraction.engine import run_tasks
 from harmony.extraction.params import merge_params
@@ -262,30 +258,6 @@ def test_failures_are_isolated_recorded_and_not_retried_unless_asked(engine_coho
     retried = run_tasks(cases, variants, ENGINE_PARAMS, out, executor="serial", progress=False, retry_failed=True)
     assert (retried.resumed, retried.failed) == (2, 4)
     pd.testing.assert_frame_equal(retried.failures, run.failures)
-
-
-def _sleeper() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-
-
-def test_lock_refuses_a_live_run_and_takes_over_a_dead_one(tmp_path):
-    other = _sleeper()
-    try:
-        lock = {"pid": other.pid, "host": socket.gethostname(), "started": "2024-01-01T00:00:00+00:00"}
-        (tmp_path / LOCK_NAME).write_text(json.dumps(lock))
-        with pytest.raises(LockError, match=rf"another harmony run \(pid {other.pid} on .*is using this"):
-            with RunLock(tmp_path):
-                pass
-    finally:
-        other.kill()
-        other.wait()
-    with RunLock(tmp_path):  # the holder is dead: its lock is stale
-        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
-    assert not (tmp_path / LOCK_NAME).exists()
-    (tmp_path / LOCK_NAME).write_text(json.dumps({**lock, "host": "elsewhere"}))
-    with pytest.raises(LockError, match="elsewhere"):  # another host's pid cannot be checked
-        with RunLock(tmp_path):
-            pass
 
 
 def test_engine_settings_section_validates():

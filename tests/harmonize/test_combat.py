@@ -470,7 +470,6 @@ def test_constant_feature_is_returned_unchanged_unlike_neurocombat():
     np.testing.assert_array_equal(Y[:, 3], 7.25)
     other = np.delete(np.arange(X.shape[1]), 3)
     np.testing.assert_allclose(Y[:, other], ComBat().fit_transform(X[:, other], batch=site, covariates=cov), atol=1e-12)
-    assert not np.array_equal(neurocombat(X, site, cov)[:, 3], X[:, 3])  # its replaced zero variance perturbs it
     model = ComBat().fit(X, batch=site, covariates=cov)
     assert model.constant_.tolist() == [j == 3 for j in range(X.shape[1])]
     new = X[:5].copy()

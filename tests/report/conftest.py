@@ -20,7 +20,7 @@ N_FEATURES = 50  # more than HEATMAP_TOP_N, so the heatmap shows a subset
 
 
 def make_synthetic_run(run_dir, *, sites=("A", "B", "C"), n_cases=12, harmonized=True, seed=0):
-    """A run directory whose tables follow schema.py exactly, with a hostile case id and feature name."""
+    """A run directory whose tables follow harmony.core.schema exactly, with a hostile case id and feature name."""
     rng = np.random.default_rng(seed)
     case_ids = [EVIL_CASE] + [f"case{i:02d}" for i in range(1, n_cases)]
     site_of = {c: sites[i % len(sites)] for i, c in enumerate(case_ids)}

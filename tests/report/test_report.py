@@ -1,4 +1,4 @@
-"""The HTML report from synthetic tables that follow harmony.schema: sections, escaping, figures, plot API."""
+"""The HTML report from synthetic tables that follow harmony.core.schema: sections, escaping, figures, plot API."""
 
 from __future__ import annotations
 
