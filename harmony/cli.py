@@ -273,10 +273,10 @@ def _perturb(args: argparse.Namespace) -> int:
     result = perturb_study(args.cases, args.design, args.out, seed=args.seed, params_path=args.params,
                            label=args.label, save_images=args.save_images, full_images=args.full_images,
                            overrides=args.overrides, progress=_progress(args))
-    print(f"{len(result.variants)} variants x {len(result.cases)} cases -> {result.out_dir / 'variants.parquet'}")
+    print(f"{len(result.variants)} variants x {len(result.cases)} cases -> {result.out_dir / result.VARIANTS}")
     if len(result.failures):
         print(f"{len(result.failures)} variant(s) could not be made for some case; see "
-              f"{result.out_dir / 'failures.parquet'}", file=sys.stderr)
+              f"{result.out_dir / result.FAILURES}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 

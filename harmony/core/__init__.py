@@ -12,7 +12,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), {
     ".schema": ["TableSpec", "Column", "wide_features"],
     ".files": ["read_table", "write_table", "read_json", "write_json", "stable_hash", "file_digest"],
     ".manifest": ["versions", "build_manifest", "write_manifest"],
-    ".cases": ["load_cases", "write_cases", "load_case_images"],
+    ".cases": ["load_cases", "write_cases", "load_case_images", "read_cases"],
     ".images": ["read_image", "as_image", "write_case"],
     ".lock": ["RunLock", "LockError"],
     ".progress": ["progress_bar"],

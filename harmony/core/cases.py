@@ -11,10 +11,10 @@ import SimpleITK as sitk
 
 from harmony.core import schema
 from harmony.core.errors import CaseError
-from harmony.core.files import write_text
+from harmony.core.files import read_table, write_text
 from harmony.core.images import read_image
 
-__all__ = ["REQUIRED_COLUMNS", "load_cases", "check_geometry", "check_case", "write_cases", "load_case_images"]
+__all__ = ["REQUIRED_COLUMNS", "load_cases", "check_geometry", "check_case", "write_cases", "load_case_images", "read_cases"]
 
 #: The columns every cases CSV has; any further column is a covariate (or a ``truth_*`` value).
 REQUIRED_COLUMNS = (schema.CASE_ID, schema.IMAGE, schema.MASK, schema.SITE)
@@ -266,3 +266,28 @@ def load_case_images(case: pd.Series | dict) -> tuple[sitk.Image, sitk.Image]:
     """
     case_id = case[schema.CASE_ID]
     return (read_image(case[schema.IMAGE], "image", case_id), read_image(case[schema.MASK], "mask", case_id))
+
+
+def read_cases(path: str | os.PathLike) -> pd.DataFrame:
+    """A cases table for harmonization: a cases CSV (image files not checked) or a cases Parquet file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.csv`` file is read as a cases CSV (:func:`~harmony.core.cases.load_cases`); any other file as a
+        table of :data:`~harmony.core.schema.CASES`.
+
+    Returns
+    -------
+    DataFrame
+        The cases table, validated against :data:`~harmony.core.schema.CASES`.
+
+    Raises
+    ------
+    HarmonyError
+        When the file is missing or not a valid cases table (the subclass says which).
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return load_cases(path, check_files=False)
+    return read_table(path, schema.CASES)

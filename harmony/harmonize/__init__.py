@@ -13,7 +13,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), {
     ".inputs": ["HarmonizationError"],
     ".covariates": ["Covariate", "fit_covariates", "covariate_matrix"],
     ".transforms": ["TransformError", "make_transform"],
-    ".features": ["harmonize_features", "harmonization_inputs", "read_cases"],
+    ".features": ["harmonize_features", "harmonization_inputs"],
     ".metrics": ["MetricsError", "site_effects", "site_classifier_accuracy", "truth_correlations",
                  "covariate_effects", "harmonization_metrics", "welch_anova"],
     ".simulation": ["simulate_site_features"],

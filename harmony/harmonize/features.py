@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from harmony.core import schema
-from harmony.core.cases import load_cases
-from harmony.core.files import read_table
 from harmony.harmonize.combat import ComBat
 from harmony.harmonize.inputs import HarmonizationError
 
-__all__ = ["read_cases", "harmonization_inputs", "harmonize_features"]
-
-def read_cases(path: str | os.PathLike) -> pd.DataFrame:
-    """A cases table for harmonization: a cases CSV (image files not checked) or a cases Parquet file.
-
-    Parameters
-    ----------
-    path : str or path-like
-        A ``.csv`` file is read as a cases CSV (:func:`~harmony.core.cases.load_cases`); any other file as a
-        table of :data:`~harmony.core.schema.CASES`.
-
-    Returns
-    -------
-    DataFrame
-        The cases table, validated against :data:`~harmony.core.schema.CASES`.
-
-    Raises
-    ------
-    HarmonyError
-        When the file is missing or not a valid cases table (the subclass says which).
-    """
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        return load_cases(path, check_files=False)
-    return read_table(path, schema.CASES)
+__all__ = ["harmonization_inputs", "harmonize_features"]
 
 
 def harmonization_inputs(features: pd.DataFrame, cases: pd.DataFrame | None = None, *, batch: str = schema.SITE,

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from harmony.core import schema
-from harmony.core.cases import load_cases
+from harmony.core.cases import load_cases, read_cases
 from harmony.core.config import apply_overrides, load
 from harmony.core.errors import HarmonyError
 from harmony.core.files import read_table, write_table
@@ -22,14 +22,15 @@ from harmony.core.resources import resolve
 from harmony.extraction.adapter import make_extractor
 from harmony.extraction.engine import RunResult, run_tasks
 from harmony.extraction.params import load_params, resolve_label
+from harmony.extraction.taskfiles import FAILURES_NAME
 from harmony.harmonize.combat import ComBat
-from harmony.harmonize.features import read_cases
 from harmony.perturb.batch import perturb_cases
 from harmony.perturb.design import DESIGN, expand_design
 from harmony.perturb.variants import variants_from_table, variants_table
 from harmony.phantoms.cohort import simulate_cohort
 from harmony.phantoms.specs import load_cohort_spec
 from harmony.workflows.harmonization import run_harmonization
+from harmony.workflows.layout import FILES
 
 __all__ = ["extract_cases", "simulate_phantoms", "PerturbResult", "perturb_study", "harmonize_table"]
 
@@ -133,6 +134,9 @@ class PerturbResult:
         The output directory.
     """
 
+    #: File names in ``out_dir``.
+    VARIANTS, FAILURES = FILES["variants"], FAILURES_NAME
+
     variants: list
     cases: pd.DataFrame
     failures: pd.DataFrame
@@ -187,10 +191,10 @@ def perturb_study(cases_csv: str | os.PathLike, design_path: str | os.PathLike, 
     variants = expand_design(design, seed=seed, base_params=params, source=str(design_file))
     cases = load_cases(cases_csv, label=label)
     out = Path(out)
-    write_table(variants_table(variants), out / "variants.parquet", schema.VARIANTS)
+    write_table(variants_table(variants), out / PerturbResult.VARIANTS, schema.VARIANTS)
     failures = perturb_cases(cases, variants, out_dir=out, save_images=save_images, full_images=full_images,
                              label=label, progress=progress)
-    write_table(failures, out / "failures.parquet", schema.FAILURES)
+    write_table(failures, out / PerturbResult.FAILURES, schema.FAILURES)
     total = len(cases) * len(variants)
     write_manifest(out, build_manifest(
         command="perturb", config={"design": design, "params": params, "label": label,
