@@ -1,10 +1,7 @@
 """harmony: benchmark the reproducibility of radiomic features and harmonize them across scanners.
 
 The public API (``__all__``), imported lazily so that ``import harmony`` (and the CLI) starts fast: a name's
-module, and numpy, pandas, SimpleITK or pyradiomics with it, is imported on first use::
-
-    import numpy as np
-    import harmony
+module, and numpy, pandas, SimpleITK or pyradiomics with it, is imported on first use (``np`` is numpy)::
 
     image, mask = harmony.apply(harmony.Noise(level=5.0), "ct.nrrd", "gtv.nrrd", rng=np.random.default_rng(0))
     features = harmony.extract(image, mask, {"setting": {"binWidth": 25}}).features  # name -> value
