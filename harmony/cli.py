@@ -126,6 +126,22 @@ def _gate_args(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("ibsi", help="compare pyradiomics with the IBSI 1 digital-phantom reference values",
                        description="compare pyradiomics with the IBSI 1 digital-phantom reference values")
     s.add_argument("--out", default="reports/ibsi", help="where ibsi_compliance.csv/.md go (default: reports/ibsi)")
+    s.add_argument("--ct-phantom", metavar="DIR", default=None,
+                   help="the IBSI 1 CT phantom's folder (image.nii.gz, mask.nii.gz; CC BY-NC, not shipped): "
+                        "check configurations A-E, plain pyradiomics and IBSI mode side by side")
+    s.add_argument("--config", default="all", choices=("A", "B", "C", "D", "E", "all"),
+                   help="CT-phantom configuration (default: all)")
+    s.add_argument("--no-explain", action="store_true",
+                   help="CT phantom: skip the ablation runs that name each failure's processing step")
+    s.add_argument("--params", metavar="PARAMS", default=None,
+                   help="list the settings of this pyradiomics parameter file that deviate from the IBSI, and "
+                        "whether IBSI mode removes each")
+    s.add_argument("--filters", action="store_true",
+                   help="IBSI 2 filters instead: phase 1 on the digital phantoms (--ibsi2-data), phase 2 on the CT "
+                        "phantom (--ct-phantom), plain pyradiomics and harmony's LoG_IBSI/Wavelet_IBSI side by side")
+    s.add_argument("--ibsi2-data", metavar="DIR", default=None,
+                   help="with --filters: the IBSI 2 reference folder holding phantoms/ and response_maps/ "
+                        "(theibsi/data_sets, theibsi/ibsi_2_reference_data; not shipped)")
 
 
 def _gate(args: argparse.Namespace) -> int:
@@ -133,6 +149,10 @@ def _gate(args: argparse.Namespace) -> int:
     from harmony.core import schema
     from harmony.gate import ibsi
 
+    if args.gate_command == "ibsi" and args.filters:
+        return _gate_ibsi_filters(args)
+    if args.gate_command == "ibsi" and (args.params or args.ct_phantom):
+        return _gate_ibsi_ct(args)
     if args.gate_command == "ibsi":
         table = ibsi.ibsi_compliance()
         paths = ibsi.write_compliance(table, args.out)
@@ -141,7 +161,9 @@ def _gate(args: argparse.Namespace) -> int:
               f"{ibsi.SIGNIFICANT_DIGITS} significant digits -> {paths[0]}, {paths[1]}")
         for row in failed.to_dict("records"):
             print(f"  {row[schema.FEATURE]} ({row[ibsi.IBSI_TAG]}): {row[schema.REASON]}")
-        return EXIT_OK
+        ibsi_mode = ibsi.ibsi_compliance(standard="ibsi")
+        print(f"IBSI mode (extraction.standard = 'ibsi'): {int(ibsi_mode[ibsi.PASS].sum())} of {len(ibsi_mode)} agree")
+        return EXIT_OK if ibsi_mode[ibsi.PASS].all() else EXIT_FAILED
     from harmony.workflows.experiment import load_experiment
 
     config = load_experiment(args.config, args.overrides)
@@ -206,6 +228,70 @@ def _reliability(args: argparse.Namespace) -> int:
     print(f"{int(verdicts[schema.STABLE].sum())} of {len(verdicts)} features stable "
           f"(verdict on {', '.join(settings['verdict'])}) -> {Path(args.out) / OUTPUTS['verdicts']}")
     return EXIT_OK
+
+
+def _gate_ibsi_ct(args: argparse.Namespace) -> int:
+    """``gate ibsi --params`` (the user's deviations) and ``--ct-phantom`` (configurations A-E)."""
+    from harmony.core.files import write_text
+    from harmony.extraction.params import load_params
+    from harmony.gate import ibsi_ct, ibsi_params
+
+    if args.params:
+        table = ibsi_params.params_deviations(load_params(args.params))
+        path = write_text(Path(args.out) / "ibsi_params.md", ibsi_params.deviations_markdown(table, args.params))
+        removed = int(table["removed_by_ibsi_mode"].sum())
+        print(f"{args.params}: {len(table)} deviation(s) from the IBSI; IBSI mode removes {removed} -> {path}")
+        for r in table.to_dict("records"):
+            verdict = "removed" if r["removed_by_ibsi_mode"] else "kept"
+            print(f"  {r['setting']} = {r['value']}: {r['deviation']} [IBSI mode: {verdict}: {r['ibsi_mode']}]")
+    if not args.ct_phantom:
+        return EXIT_OK
+    phantom = ibsi_ct.load_ct_phantom(args.ct_phantom)
+    configs = ibsi_ct.CT_CONFIGS if args.config == "all" else (args.config,)
+    import pandas as pd
+
+    table = pd.concat([ibsi_ct.ct_compliance(phantom, c, explain=not args.no_explain) for c in configs],
+                      ignore_index=True)
+    paths = ibsi_ct.write_ct_compliance(table, args.out)
+    print(ibsi_ct.ct_summary(table).to_string(index=False))
+    failed = table[(table[ibsi_ct.STANDARD] == "ibsi") & ~table["pass"]]
+    for r in failed.to_dict("records"):
+        print(f"  IBSI mode, configuration {r['config']}: {r['feature']} ({r['ibsi_tag']}): {r['reason']}",
+              file=sys.stderr)
+    print(f"report: {paths['markdown']}, {paths['csv']}, {paths['junit']}")
+    return EXIT_FAILED if len(failed) else EXIT_OK
+
+
+def _gate_ibsi_filters(args: argparse.Namespace) -> int:
+    """``gate ibsi --filters``: IBSI 2 phase 1 (digital phantoms) and phase 2 (CT phantom), both implementations."""
+    import pandas as pd
+
+    from harmony.core.errors import ConfigError
+    from harmony.gate import ibsi2
+
+    if not args.ibsi2_data and not args.ct_phantom:
+        raise ConfigError("gate ibsi --filters: pass --ibsi2-data DIR (phase 1) and/or --ct-phantom DIR (phase 2)")
+    tables = []
+    if args.ibsi2_data:
+        tables.append(ibsi2.phase1_compliance(args.ibsi2_data))
+    else:
+        print("IBSI 2 phase 1 not run: pass --ibsi2-data DIR (the folder holding phantoms/ and response_maps/)")
+    if args.ct_phantom:
+        tables.append(ibsi2.phase2_compliance(args.ct_phantom))
+    else:
+        print("IBSI 2 phase 2 not run: pass --ct-phantom DIR (the IBSI 1 CT phantom's folder)")
+    table = pd.concat(tables, ignore_index=True)
+    paths = ibsi2.write_filter_compliance(table, args.out)
+    summary = ibsi2.filter_summary(table)
+    for phase, part in summary.groupby("phase", sort=False):
+        counts = ", ".join(f"{side} {int(rows['pass'].sum())} of {len(rows)}"
+                           for side, rows in part.groupby("implementation", sort=False))
+        print(f"IBSI 2 phase {phase}: tests passed: {counts}")
+    failed = summary[(summary["implementation"] == "harmony") & ~summary["pass"]]
+    for r in failed.to_dict("records"):
+        print(f"  harmony, phase {r['phase']}, test {r['test']}: {r['reason']}", file=sys.stderr)
+    print(f"report: {paths['markdown']}, {paths['csv']}, {paths['junit']}")
+    return EXIT_FAILED if len(failed) else EXIT_OK
 
 
 # -- harmony harmonize -------------------------------------------------------------------------------

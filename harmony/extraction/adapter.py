@@ -21,6 +21,12 @@ import SimpleITK as sitk
 from harmony.core import schema
 from harmony.core.errors import ConfigError
 from harmony.core.images import as_image
+from harmony.extraction.ibsi import IBSI_SECTION, IbsiExtractor
+from harmony.extraction.ibsi_image_types import (
+    IBSI_IMAGE_TYPES,
+    register,
+    split_image_types,
+)
 from harmony.extraction.params import (
     PARAM_SECTIONS,
     canonical_params,
@@ -81,13 +87,17 @@ def make_extractor(params: Mapping[str, Any], source: str = "<params>"):
     ----------
     params : mapping
         pyradiomics parameters: any of the sections ``setting``, ``imageType``, ``featureClass``,
-        ``voxelSetting`` (what a pyradiomics parameter file holds; :func:`load_params` reads one).
+        ``voxelSetting`` (what a pyradiomics parameter file holds; :func:`load_params` reads one), and for
+        IBSI mode an ``ibsi`` section (:func:`harmony.extraction.ibsi.ibsi_settings`). ``imageType`` may hold
+        harmony's IBSI 2 filters ``LoG_IBSI`` and ``Wavelet_IBSI`` beside pyradiomics' own
+        (:mod:`harmony.extraction.ibsi_image_types`).
     source : str, default "<params>"
         Where the parameters came from, for the messages.
 
     Returns
     -------
-    radiomics.featureextractor.RadiomicsFeatureExtractor
+    radiomics.featureextractor.RadiomicsFeatureExtractor or IbsiExtractor
+        An :class:`~harmony.extraction.ibsi.IbsiExtractor` (same interface) when ``params`` has an ``ibsi`` section.
 
     Raises
     ------
@@ -109,10 +119,13 @@ def make_extractor(params: Mapping[str, Any], source: str = "<params>"):
 
     _radiomics_logging()
     params = copy.deepcopy(dict(params))
+    if IBSI_SECTION in params:  # IBSI mode: harmony's steps around a plain extractor
+        return IbsiExtractor(params, lambda inner: make_extractor(inner, source))
     unknown = [k for k in params if k not in PARAM_SECTIONS]
     if unknown:
         raise ConfigError(f"{source}: unknown pyradiomics parameter section {unknown[0]!r} "
                           f"(known: {', '.join(PARAM_SECTIONS)})")
+    params, image_types = split_image_types(params, source)  # LoG_IBSI, Wavelet_IBSI: checked by harmony
     try:
         with _quiet_pykwalify():
             extractor = featureextractor.RadiomicsFeatureExtractor(params)
@@ -120,6 +133,18 @@ def make_extractor(params: Mapping[str, Any], source: str = "<params>"):
         raise ConfigError(f"{source}: pyradiomics rejected the parameters: {_schema_messages(exc)}") from None
     except ValueError as exc:  # unknown image type or feature class
         raise ConfigError(f"{source}: pyradiomics rejected the parameters: {exc}") from None
+    for name, spec in (image_types or {}).items():
+        if spec is not None and (own := {k: v for k, v in spec.items() if k not in IBSI_IMAGE_TYPES[name]}):
+            try:  # the pyradiomics settings of an IBSI image type
+                with _quiet_pykwalify():
+                    featureextractor.RadiomicsFeatureExtractor({"setting": own})
+            except PyKwalifyException as exc:
+                raise ConfigError(f"{source}: imageType.{name}: pyradiomics rejected its settings: "
+                                  f"{_schema_messages(exc)}") from None
+    if image_types is not None:
+        register()
+        extractor.enabledImagetypes = {name: extractor.enabledImagetypes[name] if spec is None else spec
+                                       for name, spec in image_types.items()}
     return extractor
 
 
@@ -394,7 +419,8 @@ def extraction_params(config: Mapping[str, Any]) -> dict[str, Any]:
     ----------
     config : mapping
         A validated experiment config (:func:`harmony.load_experiment`): its ``[extraction]`` section's
-        ``params`` (a parameter file, or empty) and ``settings`` (merged over it).
+        ``params`` (a parameter file, or empty) and ``settings`` (merged over it); with ``standard = "ibsi"``,
+        its ``ibsi`` options become the parameters' ``ibsi`` section (IBSI mode).
 
     Returns
     -------
@@ -415,5 +441,7 @@ def extraction_params(config: Mapping[str, Any]) -> dict[str, Any]:
     section = config["extraction"]
     params = load_params(section["params"]) if section["params"] else {}
     params = merge_params(params, section["settings"])
+    if section.get("standard", "pyradiomics") == "ibsi":
+        params = merge_params(params, {IBSI_SECTION: section.get("ibsi") or {}})
     make_extractor(params, source=section["params"] or f"{config.get('_source', '<config>')}: extraction.settings")
     return params

@@ -44,6 +44,7 @@ from harmony.core.manifest import build_manifest, now_utc, write_manifest
 from harmony.core.progress import progress_bar
 from harmony.extraction.adapter import make_extractor
 from harmony.extraction.executors import execute
+from harmony.extraction.ibsi import IBSI_SECTION, ibsi_adjustments
 from harmony.extraction.params import resolve_label
 from harmony.extraction.settings import EXECUTORS
 from harmony.extraction.taskfiles import (
@@ -201,6 +202,8 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
                     "variants": {v.variant_id: v.params for v in all_variants}},
             seeds={"variants": {v.variant_id: v.seed for v in all_variants if v.seed}},
             resolved_settings=resolved, settings_hash=stable_hash(resolved, length=64), engine=diagnostics,
+            standard="ibsi" if IBSI_SECTION in params else "pyradiomics",
+            ibsi_adjustments=ibsi_adjustments(params) if IBSI_SECTION in params else [],
             diagnostics=case_diagnostics))
     return RunResult(out, features, failures, counts["total"], counts["done"], counts["failed"], counts["resumed"],
                      diagnostics, case_diagnostics)

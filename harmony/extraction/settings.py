@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from harmony.core.config import Field, Section
 
-__all__ = ["EXECUTORS", "SETTINGS"]
+__all__ = ["EXECUTORS", "STANDARDS", "SETTINGS"]
 
 #: Where an extraction's work can run: ``[engine] executor`` and ``harmony extract --executor``.
 EXECUTORS = ("serial", "processes", "dask")
+
+#: What an extraction follows: ``[extraction] standard`` (IBSI mode: :mod:`harmony.extraction.ibsi`).
+STANDARDS = ("pyradiomics", "ibsi")
 
 #: The ``[engine]`` section of an experiment config.
 SETTINGS = Section(

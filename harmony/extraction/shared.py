@@ -15,6 +15,7 @@ from harmony.extraction.adapter import (
     _settings_for,
     split_result,
 )
+from harmony.extraction.ibsi import IbsiExtractor
 from harmony.extraction.params import canonical_params
 
 __all__ = ["Part", "SharedExtraction", "extraction_parts"]
@@ -68,6 +69,8 @@ def _can_share(extractor, image: sitk.Image, mask: sitk.Image) -> bool:
     tolerance and mask correction then apply): those variants run through plain ``execute``.
     """
     s = extractor.settings
+    if isinstance(extractor, IbsiExtractor) and extractor.ibsi.spacing_mm is not None:  # IBSI interpolation
+        return False
     if (s.get("resampledPixelSpacing") is not None and s.get("interpolator") is not None) or s.get("preCrop"):
         return False
     if _MASK_DEPENDENT_IMAGE_TYPES & set(extractor.enabledImagetypes):
@@ -197,6 +200,10 @@ class SharedExtraction:
 
         extractor, settings = self.extractors[i], self.settings[i]
         image = self._normalized(settings, cropped=True)
+        ibsi = isinstance(extractor, IbsiExtractor)
+        if ibsi:  # IBSI mode without interpolation: its combined re-segmentation as pyradiomics' absolute range
+            settings = extractor.settings_for(extractor.preprocess(image, self.masks[i], settings.get("label")),
+                                              settings)
         # execute's steps 1-6 on the cropped grid (loadImage's mask handling, checkMask, resegmentation)
         mask = ops.getMask(self.masks[i], **settings)
         bounding_box, _ = ops.checkMask(image, mask, **settings)
@@ -208,13 +215,17 @@ class SharedExtraction:
         if shape:
             shape_mask = resegmented if resegmented is not None and settings.get("resegmentShape") else mask
             features.update(extractor.computeShape(image, shape_mask, bounding_box, **settings))
+        morphological = mask
         mask = resegmented if resegmented is not None else mask
+        compute = extractor.compute_features if ibsi else extractor.computeFeatures
         for part, args in _variant_parts(extractor, settings):
             if wanted is not None and part not in wanted:
                 continue
             for filtered, name in self._filter(part, args):
                 cropped_image, cropped_mask = ops.cropToTumorMask(filtered, mask, bounding_box, padDistance=0)
-                features.update(extractor.computeFeatures(cropped_image, cropped_mask, name, **args))
+                features.update(compute(cropped_image, cropped_mask, name, **args))
+        if ibsi:
+            features = extractor.finish(features, morphological, settings.get("label", 1))
         return {key: float(value) for key, value in features.items()}
 
     def _normalized(self, settings: Mapping[str, Any], cropped: bool = False) -> sitk.Image:

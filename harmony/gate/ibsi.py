@@ -22,14 +22,37 @@ import pandas as pd
 import SimpleITK as sitk
 
 from harmony.core import schema
+from harmony.core.errors import ConfigError
 from harmony.core.files import atomic_write, write_text
 from harmony.extraction.adapter import extract
+from harmony.extraction.ibsi import IBSI_SECTION
 from harmony.phantoms.digital import ibsi_digital_phantom
 
-__all__ = ["IBSI_SETTINGS", "IBSI_CLASSES", "SIGNIFICANT_DIGITS", "IBSI_NAME", "IBSI_CODE", "IBSI_TAG", "REFERENCE",
-           "TOLERANCE", "PASS", "PASS_TOLERANCE", "ADJUSTED", "PASS_ADJUSTED", "COLUMNS", "Deviation",
-           "KNOWN_DEVIATIONS", "reference_values", "feature_map", "round_significant", "ibsi_params",
-           "compliance_table", "ibsi_compliance", "markdown_table", "write_compliance"]
+__all__ = [
+    "ADJUSTED",
+    "COLUMNS",
+    "IBSI_CLASSES",
+    "IBSI_CODE",
+    "IBSI_NAME",
+    "IBSI_SETTINGS",
+    "IBSI_TAG",
+    "KNOWN_DEVIATIONS",
+    "PASS",
+    "PASS_ADJUSTED",
+    "PASS_TOLERANCE",
+    "REFERENCE",
+    "SIGNIFICANT_DIGITS",
+    "TOLERANCE",
+    "Deviation",
+    "compliance_table",
+    "feature_map",
+    "ibsi_compliance",
+    "ibsi_params",
+    "markdown_table",
+    "reference_values",
+    "round_significant",
+    "write_compliance",
+]
 
 #: pyradiomics settings under which it reproduces the IBSI digital-phantom values; the same as
 #: ``experiments/params/ibsi.yaml`` (a test keeps the two equal). Every feature of each class is
@@ -252,7 +275,7 @@ def compliance_table(features: Mapping[str, float], n_voxels: int) -> pd.DataFra
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def ibsi_compliance(params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+def ibsi_compliance(params: Mapping[str, Any] | None = None, standard: str = "pyradiomics") -> pd.DataFrame:
     """Extract the built-in IBSI digital phantom (default :func:`ibsi_params`) and build the compliance table.
 
     ``harmony gate ibsi``: how far the installed pyradiomics reproduces the IBSI 1 consensus values.
@@ -261,6 +284,8 @@ def ibsi_compliance(params: Mapping[str, Any] | None = None) -> pd.DataFrame:
     ----------
     params : mapping, optional
         pyradiomics parameters; default :func:`ibsi_params`.
+    standard : {"pyradiomics", "ibsi"}, default "pyradiomics"
+        ``"ibsi"`` extracts in IBSI mode (adds the parameters' ``ibsi`` section; all 109 agree).
 
     Returns
     -------
@@ -279,10 +304,16 @@ def ibsi_compliance(params: Mapping[str, Any] | None = None) -> pd.DataFrame:
     >>> table = ibsi_compliance()
     >>> int(table["pass"].sum()), len(table), bool((table["reason"] != "").sum() == 8)
     (101, 109, True)
+    >>> int(ibsi_compliance(standard="ibsi")["pass"].sum())
+    109
     """
-
+    params = dict(ibsi_params() if params is None else params)
+    if standard == "ibsi":
+        params.setdefault(IBSI_SECTION, {})
+    elif standard != "pyradiomics":
+        raise ConfigError(f"standard must be 'pyradiomics' or 'ibsi', got {standard!r}")
     image, mask = ibsi_digital_phantom()
-    result = extract(image, mask, ibsi_params() if params is None else params)
+    result = extract(image, mask, params)
     n_voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
     return compliance_table(result.features, n_voxels)
 

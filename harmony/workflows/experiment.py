@@ -10,6 +10,7 @@ from typing import Any
 from harmony.core.config import Field, Section, load, parse_override
 from harmony.core.resources import is_bare_name, resolve
 from harmony.extraction.settings import SETTINGS as ENGINE_SETTINGS
+from harmony.extraction.settings import STANDARDS
 from harmony.gate.settings import SETTINGS as GATE_SETTINGS
 from harmony.harmonize.settings import SETTINGS as HARMONIZATION_SETTINGS
 from harmony.perturb.design import DESIGN as PERTURBATION_DESIGN
@@ -66,6 +67,10 @@ def experiment_schema() -> Section:
                     "params": Field(str, "", doc="pyradiomics parameter file (.yaml, .yml, .toml or .json)."),
                     "settings": Field(dict, {}, doc="Inline pyradiomics parameters (setting, imageType, "
                                                     "featureClass), merged over params; checked by pyradiomics."),
+                    "standard": Field(str, "pyradiomics", choices=STANDARDS,
+                                      doc="pyradiomics (its own processing) or ibsi (IBSI 1 processing around it)."),
+                    "ibsi": Field(dict, {}, doc="IBSI-mode options: round_intensities (auto), roi_threshold "
+                                                "(0.5), outlier_sigma (with resegmentRange)."),
                 }
             ),
             "perturbations": PERTURBATION_DESIGN,
