@@ -26,6 +26,37 @@ def _progress(args: argparse.Namespace) -> bool | None:
     return False if args.quiet else None
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum`` (argparse reports anything else, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+#: Output folders a command writes (``args.<dest>`` -> option): checked before any work (one line, exit 2).
+_OUTPUT_DIRS = {"out": "--out", "dir": "DIR"}
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    from harmony.core.files import check_output_dir
+
+    for dest, option in _OUTPUT_DIRS.items():
+        if getattr(args, dest, None):
+            check_output_dir(getattr(args, dest), option)
+
+
+def _print_failures(failures, where: Path) -> None:
+    from harmony.workflows.failures import failure_summary
+
+    print(f"{failure_summary(failures)}\nall in {where}", file=sys.stderr)
+
+
 def _add_set(parser: argparse.ArgumentParser, what: str = "config") -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help=f"override a {what} value by its dotted key (repeatable), e.g. experiment.seed=3")
@@ -75,12 +106,12 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("cases", help="cases CSV: case_id,image,mask,site[,covariates...], paths relative to it")
     p.add_argument("--params", required=True, help="pyradiomics parameters (.yaml, .yml, .toml or .json)")
     p.add_argument("--out", required=True, help="run directory (re-running the same command resumes it)")
-    p.add_argument("--label", type=int, default=None, help="mask label (default: the parameters' label, or 1)")
+    p.add_argument("--label", type=_at_least(1), default=None, help="mask label (default: the parameters' label, or 1)")
     p.add_argument("--variants", default=None, help="variants table (Parquet, e.g. from `harmony perturb`); "
                                                     "default: the original images only")
-    p.add_argument("--repeats", type=int, default=1, help="repeats of every (case, variant) task (default 1)")
+    p.add_argument("--repeats", type=_at_least(1), default=1, help="repeats of every (case, variant) task (default 1)")
     p.add_argument("--executor", choices=EXECUTORS, default="processes", help="where tasks run (default processes)")
-    p.add_argument("--workers", type=int, default=0, help="worker count (default 0: one per core)")
+    p.add_argument("--workers", type=_at_least(0), default=0, help="worker count (default 0: one per core)")
     p.add_argument("--scheduler", default="", help="Dask scheduler address (default: start a local cluster)")
     p.add_argument("--retry-failed", action="store_true", help="run again the tasks that failed in an earlier run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -100,7 +131,7 @@ def _extract(args: argparse.Namespace) -> int:
     print(f"{result.done} of {result.total} tasks extracted ({result.resumed} from an earlier run), "
           f"{n_features} features each -> {result.out_dir}")
     if result.failed:
-        print(f"{result.failed} task(s) failed; see {result.out_dir / FAILURES_NAME}", file=sys.stderr)
+        _print_failures(result.failures, result.out_dir / FAILURES_NAME)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -185,7 +216,7 @@ def _gate(args: argparse.Namespace) -> int:
 def _phantoms_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="cohort spec (TOML), e.g. phantoms/cohort_demo.toml")
     p.add_argument("--out", required=True, help="output directory (images/, cases.csv, cohort.json, manifest)")
-    p.add_argument("--seed", type=int, default=None, help="override the spec's cohort.seed")
+    p.add_argument("--seed", type=_at_least(0), default=None, help="override the spec's cohort.seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_set(p, "cohort spec value (e.g. cohort.subjects=12)")
 
@@ -310,8 +341,8 @@ def _harmonize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-eb", action="store_true", help="no empirical Bayes shrinkage")
     p.add_argument("--mean-only", action="store_true", help="adjust locations only, not scales")
     p.add_argument("--model", default=None, help="apply this saved model (model.json) instead of fitting one")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds of the site classifier")
-    p.add_argument("--seed", type=int, default=0, help="random_state of the classifier's fold split")
+    p.add_argument("--folds", type=_at_least(2), default=5, help="cross-validation folds of the site classifier")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="random_state of the classifier's fold split")
     p.add_argument("--out", required=True, help="output directory")
 
 
@@ -344,9 +375,10 @@ def _perturb_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("cases", help="cases CSV: case_id,image,mask,site[,covariates...], paths relative to it")
     p.add_argument("design", help="perturbation design (TOML: [[grid]] and [[draw]] tables)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=0, help="experiment seed the design's draws and spec seeds come from")
+    p.add_argument("--seed", type=_at_least(0), default=0,
+                   help="experiment seed the design's draws and spec seeds come from")
     p.add_argument("--params", default=None, help="pyradiomics parameters: bin settings equal to them are identities")
-    p.add_argument("--label", type=int, default=1, help="mask label of the ROI (default 1)")
+    p.add_argument("--label", type=_at_least(1), default=1, help="mask label of the ROI (default 1)")
     p.add_argument("--save-images", action="store_true", help="write each variant's image and mask as NRRD")
     p.add_argument("--full-images", action="store_true", help="save whole images, not the mask's neighbourhood")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -361,8 +393,7 @@ def _perturb(args: argparse.Namespace) -> int:
                            overrides=args.overrides, progress=_progress(args))
     print(f"{len(result.variants)} variants x {len(result.cases)} cases -> {result.out_dir / result.VARIANTS}")
     if len(result.failures):
-        print(f"{len(result.failures)} variant(s) could not be made for some case; see "
-              f"{result.out_dir / result.FAILURES}", file=sys.stderr)
+        _print_failures(result.failures, result.out_dir / result.FAILURES)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -375,7 +406,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="experiment config (TOML), e.g. experiments/quickstart.toml")
     p.add_argument("--out", help="run directory (default: the config's experiment.out, or reports/<name>)")
     p.add_argument("--executor", choices=EXECUTORS, help="override engine.executor")
-    p.add_argument("--workers", type=int, help="override engine.workers (0: one per core)")
+    p.add_argument("--workers", type=_at_least(0), help="override engine.workers (0: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_set(p)
 
@@ -397,7 +428,12 @@ def _run(args: argparse.Namespace) -> int:
           f"{tasks.get('total', 0)} extractions done, {summary.n_features} features{stable} "
           f"({summary.seconds:.0f} s) -> {summary.report or summary.run_dir}")
     if tasks.get("failed"):
-        print(f"{tasks['failed']} task(s) failed; see the report's failures section", file=sys.stderr)
+        from harmony.core import schema
+        from harmony.core.files import read_table
+        from harmony.workflows.layout import FILES
+
+        failures_path = summary.run_dir / FILES["failures"]
+        _print_failures(read_table(failures_path, schema.FAILURES), failures_path)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -513,6 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     try:
+        _check_paths(args)
         return args.run(args)
     except HarmonyError as exc:
         print(f"harmony {args.command}: error: {exc}", file=sys.stderr)

@@ -46,7 +46,7 @@ def load_cases(csv_path: str | os.PathLike, *, label: int = 1, tolerance: float 
     Raises
     ------
     CaseError
-        Naming the case and the file: missing or unreadable CSV or file, missing column, empty cell,
+        Naming the case and the file: missing or unreadable CSV or file, no rows, missing column, empty cell,
         duplicate ``case_id``, image/mask geometry mismatch (size exactly; spacing, origin and direction
         within ``tolerance``), empty mask, mask without ``label``.
 
@@ -77,6 +77,8 @@ def load_cases(csv_path: str | os.PathLike, *, label: int = 1, tolerance: float 
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
         raise CaseError(f"{csv_path}: missing column(s) {missing}; it has {list(raw.columns)}")
+    if raw.empty:
+        raise CaseError(f"{csv_path}: no cases (the file has a header and no rows)")
     for col in REQUIRED_COLUMNS:
         empty = raw[col].str.strip() == ""
         if empty.any():

@@ -1,4 +1,5 @@
-"""Writing and reading files: atomic writes, JSON, validated Parquet tables, content hashes and digests."""
+"""Writing and reading files: output folders, names from data, atomic writes, JSON, validated Parquet tables,
+content hashes and digests."""
 
 from __future__ import annotations
 
@@ -6,18 +7,20 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harmony.core.errors import SchemaError
+from harmony.core.errors import HarmonyError, SchemaError
 from harmony.core.schema import TableSpec
 
 if TYPE_CHECKING:  # pandas is imported where it is used, so `harmony validate` does not load it
     import pandas as pd
 
-__all__ = ["atomic_write", "write_text", "to_json", "canonical_json", "stable_hash", "write_json", "read_json",
+__all__ = ["PathError", "check_output_dir", "ensure_output_dir", "path_component", "remove_temp_files",
+           "atomic_write", "write_text", "to_json", "canonical_json", "stable_hash", "write_json", "read_json",
            "write_table", "read_table", "file_digest"]
 
 
@@ -28,6 +31,212 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+
+
+class PathError(HarmonyError):
+    """A path that cannot be used: an output folder that is a file or not writable, a name that would leave it."""
+
+
+#: Longest file or folder name harmony writes when the file system does not say (most allow 255 bytes).
+_NAME_MAX = 255
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or not reported
+        return _NAME_MAX
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Raise :class:`PathError` unless ``path`` is a folder harmony can create or write into; nothing is created.
+
+    Checked: no component is longer than the file system allows, ``path`` is not an existing file and does
+    not lie under one, and its nearest existing folder is writable.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder (``--out``).
+    what : str, default "output folder"
+        What it is, for the message (``"--out"``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    PathError
+        Naming the path and what is wrong with it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     note = write_text(Path(folder) / "note.txt", "x")
+    ...     check_output_dir(note / "out", "--out")
+    Traceback (most recent call last):
+    ...
+    harmony.core.files.PathError: --out .../note.txt/out: lies under the file .../note.txt, not a folder
+    """
+    path = Path(path)
+    existing = path
+    while not os.path.exists(existing) and existing != existing.parent:  # os.path: False for a name too long
+        if os.path.islink(existing):  # a dangling link: mkdir cannot make it a folder
+            raise PathError(f"{what} {path}: {existing} is a broken symbolic link")
+        existing = existing.parent
+    limit = _name_max(existing if existing.is_dir() else existing.parent)
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            raise PathError(f"{what} {path}: the name {part[:40]!r}... is longer than the file system allows "
+                            f"({len(os.fsencode(part))} bytes, at most {limit})")
+    if existing == path and not path.is_dir():
+        raise PathError(f"{what} {path}: is an existing file, not a folder")
+    if not existing.is_dir():
+        raise PathError(f"{what} {path}: lies under the file {existing}, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PathError(f"{what} {path}: {existing} is not writable")
+    return path
+
+
+def ensure_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Check an output folder (:func:`check_output_dir`) and create it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder.
+    what : str, default "output folder"
+        What it is, for the message.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``, now an existing folder.
+
+    Raises
+    ------
+    PathError
+        See :func:`check_output_dir`; or the folder cannot be created.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     ensure_output_dir(Path(folder) / "a" / "b").is_dir()
+    True
+    """
+    path = check_output_dir(path, what)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PathError(f"{what} {path}: cannot create it ({exc.strerror or exc})") from None
+    return path
+
+
+#: The characters a name from data cannot hold: path separators, NUL and other control characters.
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def path_component(name: object, what: str = "name", *, suffix: str = "") -> str:
+    """``name`` (from data: a case id, site, prefix, variant id) as one file or folder name; refused otherwise.
+
+    The rule, for every path harmony builds from data: the name is used as written when it is a single
+    plain path component -- not empty, not ``.`` or ``..``, without ``/``, ``\\``, NUL or another control
+    character, and with ``suffix`` at most 255 bytes in UTF-8. Anything else is refused (not rewritten,
+    so two different names never share a file): a name from data never decides a path outside the output
+    folder.
+
+    Parameters
+    ----------
+    name : object
+        The name (converted with ``str``).
+    what : str, default "name"
+        What it is, for the message (``"case_id"``).
+    suffix : str, default ""
+        What the file name adds to it (``"_image.nrrd"``), counted in the length.
+
+    Returns
+    -------
+    str
+        ``str(name)``.
+
+    Raises
+    ------
+    PathError
+        The name could leave the folder, or is too long.
+
+    Examples
+    --------
+    >>> path_component("p001", "case_id")
+    'p001'
+    >>> path_component("../../x", "case_id")
+    Traceback (most recent call last):
+    ...
+    harmony.core.files.PathError: case_id '../../x': cannot be a file name (it holds '/'); ...
+    """
+    text = str(name)
+    if text in ("", ".", ".."):
+        raise PathError(f"{what} {text!r}: cannot be a file name; use a name with letters or digits")
+    bad = _UNSAFE.search(text)
+    if bad:
+        raise PathError(f"{what} {text!r}: cannot be a file name (it holds {bad.group()!r}); names from data "
+                        "must be single path components, without path separators or control characters")
+    if len((text + suffix).encode("utf-8")) > _NAME_MAX:
+        raise PathError(f"{what} {text[:40]!r}...: too long for a file name "
+                        f"({len((text + suffix).encode('utf-8'))} bytes with {suffix!r}, at most {_NAME_MAX})")
+    return text
+
+
+#: The temporary files of :func:`atomic_write`: ``.<name>.<8 random characters>.tmp``.
+_TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_temp_files(directory: str | os.PathLike, depth: int = 3) -> list[Path]:
+    """Delete the temporary files a killed :func:`atomic_write` left in ``directory`` (``depth`` levels down).
+
+    Call it only while holding the directory (:class:`harmony.core.lock.RunLock` does, on entering):
+    nobody else is writing there then, so every such file is a dead writer's.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The folder.
+    depth : int, default 3
+        Folder levels searched below it (a run directory's task files are two levels down).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files deleted.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = write_text(Path(folder) / "sub" / ".manifest.json.k2x9_q0a.tmp", "half")
+    ...     [p.name for p in remove_temp_files(folder)]
+    ['.manifest.json.k2x9_q0a.tmp']
+    """
+    removed = []
+    folders = [Path(directory)]
+    for _ in range(depth + 1):
+        below = []
+        for folder in folders:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    below.append(Path(entry.path))
+                elif _TEMP_FILE.match(entry.name):
+                    Path(entry.path).unlink(missing_ok=True)
+                    removed.append(Path(entry.path))
+        folders = below
+    return removed
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -57,8 +266,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     ('done', ['note.txt'])
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # a folder that is a file, not writable, a name too long: the user's path
+        raise PathError(f"{path}: cannot write it ({exc.strerror or exc})") from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
     tmp_path = Path(tmp)
@@ -245,7 +457,9 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SchemaError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
+    except IsADirectoryError:
+        raise SchemaError(f"{path}: is a directory, expected a JSON file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SchemaError(f"{path}: not valid JSON ({exc})") from None
 
 
@@ -316,6 +530,8 @@ def read_table(path: str | os.PathLike, spec: TableSpec) -> pd.DataFrame:
     """
     import pandas as pd
     path = Path(path)
+    if path.is_dir():
+        raise SchemaError(f"{path}: is a directory, expected the {spec.name} table (a Parquet or CSV file)")
     if not path.is_file():
         raise SchemaError(f"{path}: {spec.name} table not found")
     try:

@@ -8,8 +8,9 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from harmony.core.errors import CaseError
+from harmony.core.files import path_component
 
-__all__ = ["read_image", "as_image", "write_case"]
+__all__ = ["read_image", "as_image", "check_finite_in_mask", "write_case"]
 
 
 def read_image(path: str | os.PathLike, what: str = "image", case_id: str | None = None) -> sitk.Image:
@@ -80,6 +81,52 @@ def as_image(obj: sitk.Image | str | os.PathLike, what: str = "image") -> sitk.I
     return obj if isinstance(obj, sitk.Image) else read_image(obj, what)
 
 
+def check_finite_in_mask(image: sitk.Image, mask: sitk.Image, label: int = 1, case_id: str | None = None) -> None:
+    """Raise CaseError when a voxel of ``image`` inside the mask's ``label`` is NaN or infinite.
+
+    pyradiomics would turn such a voxel into NaN features (or a discretisation error) without saying why;
+    harmony's policy is to fail the case, naming the reason.
+
+    Parameters
+    ----------
+    image, mask : SimpleITK.Image
+        The case's image and mask, on the same grid.
+    label : int, default 1
+        The mask label of the region.
+    case_id : str, optional
+        The case, for the message.
+
+    Raises
+    ------
+    CaseError
+        ``"image has NaN or infinite voxels inside the mask: <n> of <size> (label <label>)"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> voxels = np.ones((2, 2, 2), dtype=np.float32)
+    >>> voxels[0, 0, 0] = np.nan
+    >>> image, mask = sitk.GetImageFromArray(voxels), sitk.GetImageFromArray(np.ones((2, 2, 2), np.uint8))
+    >>> check_finite_in_mask(image, mask, case_id="p1")
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.CaseError: case 'p1': image has NaN or infinite voxels inside the mask: 1 of 8 ...
+    """
+    import numpy as np
+
+    voxels = sitk.GetArrayViewFromImage(image)
+    if not np.issubdtype(voxels.dtype, np.floating):
+        return
+    region = sitk.GetArrayViewFromImage(mask) == label
+    if voxels.shape[:region.ndim] != region.shape:
+        return  # not on one grid: the extraction reports it
+    bad = int(np.count_nonzero(~np.isfinite(voxels[region])))
+    if bad:
+        who = f"case {case_id!r}: " if case_id is not None else ""
+        raise CaseError(f"{who}image has NaN or infinite voxels inside the mask: {bad} of "
+                        f"{int(region.sum())} (label {label})")
+
+
 def write_case(image: sitk.Image, mask: sitk.Image, directory: str | os.PathLike, case_id: str,
                extension: str = ".nrrd") -> tuple[Path, Path]:
     """Write a case's image and mask as ``<case_id>_image<ext>`` and ``<case_id>_mask<ext>`` (compressed).
@@ -100,6 +147,11 @@ def write_case(image: sitk.Image, mask: sitk.Image, directory: str | os.PathLike
     (pathlib.Path, pathlib.Path)
         The image file and the mask file.
 
+    Raises
+    ------
+    PathError
+        ``case_id`` cannot be a file name (:func:`harmony.core.files.path_component`).
+
     Examples
     --------
     >>> import tempfile
@@ -108,9 +160,10 @@ def write_case(image: sitk.Image, mask: sitk.Image, directory: str | os.PathLike
     ...     [p.name for p in write_case(image, sitk.Image(4, 4, 2, sitk.sitkUInt8), folder, "c1", ".nii.gz")]
     ['c1_image.nii.gz', 'c1_mask.nii.gz']
     """
+    name = path_component(case_id, "case_id", suffix=f"_image{extension}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    paths = directory / f"{case_id}_image{extension}", directory / f"{case_id}_mask{extension}"
+    paths = directory / f"{name}_image{extension}", directory / f"{name}_mask{extension}"
     for img, path in zip((image, mask), paths):
         sitk.WriteImage(img, str(path), useCompression=True)
     return paths

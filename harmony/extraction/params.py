@@ -60,6 +60,10 @@ def load_params(path: str | os.PathLike) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: parameter file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a parameter file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text parameter file ({exc.reason})") from None
     try:
         if suffix in (".yaml", ".yml"):
             params = yaml.safe_load(text)

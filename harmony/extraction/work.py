@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harmony.core import schema
-from harmony.core.images import read_image
+from harmony.core.images import check_finite_in_mask, read_image
 from harmony.extraction.adapter import source_diagnostics
 from harmony.extraction.shared import SharedExtraction, extraction_parts
 from harmony.extraction.tasks import _Group
@@ -64,6 +64,7 @@ def _prepare(unit: _Unit):
     errors: dict[str, str] = {}
     try:
         image, mask = read_image(group.image, "image", group.case_id), read_image(group.mask, "mask", group.case_id)
+        check_finite_in_mask(image, mask, unit.label, group.case_id)
     except Exception as exc:
         image, mask, errors = None, None, {t.key: _error_text(exc) for t in group.tasks}
     source = None if image is None else (image, mask)

@@ -23,6 +23,7 @@ from harmony.core.files import (
     write_table,
 )
 from harmony.core.images import write_case
+from harmony.core.lock import RunLock
 from harmony.core.manifest import (
     MANIFEST_NAME,
     build_manifest,
@@ -260,21 +261,22 @@ def create_baseline(config: Mapping[str, Any], out_dir: str | os.PathLike, *,
     out = Path(out_dir)
     seed = config["experiment"]["seed"]
     variants = design_variants(config, params)
-    cases = write_reference_cases(config, out)
-    label = config["cases"]["label"]
-    features, failures = extract_reference_set(cases, variants, params, label=label, progress=progress)
-    write_table(features, out / BASELINE_FEATURES, schema.FEATURES)
-    write_table(failures, out / BASELINE_FAILURES, schema.FAILURES)
-    write_table(variants, out / BASELINE_VARIANTS, schema.VARIANTS)
-    n_tasks = len(cases) * len(variants)
-    manifest = build_manifest(
-        command="gate baseline", config={k: v for k, v in config.items() if k != "_source"},
-        seeds={"experiment": seed}, started=started,
-        tasks={"total": n_tasks, "done": n_tasks - len(failures), "failed": len(failures)},
-        settings=params, settings_hash=stable_hash(params, length=64), reference_set=reference_spec(config),
-        inputs=_input_hashes(cases), label=label,
-    )
-    write_manifest(out, manifest)
+    with RunLock(out):
+        cases = write_reference_cases(config, out)
+        label = config["cases"]["label"]
+        features, failures = extract_reference_set(cases, variants, params, label=label, progress=progress)
+        write_table(features, out / BASELINE_FEATURES, schema.FEATURES)
+        write_table(failures, out / BASELINE_FAILURES, schema.FAILURES)
+        write_table(variants, out / BASELINE_VARIANTS, schema.VARIANTS)
+        n_tasks = len(cases) * len(variants)
+        manifest = build_manifest(
+            command="gate baseline", config={k: v for k, v in config.items() if k != "_source"},
+            seeds={"experiment": seed}, started=started,
+            tasks={"total": n_tasks, "done": n_tasks - len(failures), "failed": len(failures)},
+            settings=params, settings_hash=stable_hash(params, length=64), reference_set=reference_spec(config),
+            inputs=_input_hashes(cases), label=label,
+        )
+        write_manifest(out, manifest)
     return manifest
 
 
@@ -298,6 +300,36 @@ class Baseline:
     variants: pd.DataFrame
     features: pd.DataFrame
     failures: pd.DataFrame
+
+
+def _checked_manifest(manifest: Any, path: Path) -> dict[str, Any]:
+    """A baseline's manifest checked as data: the keys a check reads, with the types it reads them as."""
+    if not isinstance(manifest, dict):
+        raise GateError(f"{path}: expected a JSON object, got {type(manifest).__name__}; not a gate baseline manifest")
+    missing = [k for k in ("settings", "versions", "inputs", "label") if k not in manifest]
+    if missing:
+        raise GateError(f"{path}: missing key(s) {missing}; not a gate baseline manifest")
+
+    def bad(key: str, expected: str) -> GateError:
+        value = manifest[key]
+        return GateError(f"{path}: {key} must be {expected}, got {type(value).__name__} {str(value)[:60]!r}")
+
+    label = manifest["label"]
+    if not isinstance(label, int) or isinstance(label, bool) or label < 1:
+        raise bad("label", "a mask label (an integer >= 1)")
+    if not isinstance(manifest["settings"], dict):
+        raise bad("settings", "an object of pyradiomics parameters")
+    versions_ = manifest["versions"]
+    if not isinstance(versions_, dict) or not all(isinstance(v, str) for v in versions_.values()):
+        raise bad("versions", "an object of version texts")
+    inputs = manifest["inputs"]
+    if not isinstance(inputs, dict) or not all(
+            isinstance(files, dict) and all(isinstance(files.get(w), str) for w in (schema.IMAGE, schema.MASK))
+            for files in inputs.values()):
+        raise bad("inputs", "an object of case_id -> {image, mask} digests")
+    if not isinstance(manifest.get("reference_set", {}), dict):
+        raise bad("reference_set", "an object")
+    return manifest
 
 
 def load_baseline(directory: str | os.PathLike) -> Baseline:
@@ -331,10 +363,7 @@ def load_baseline(directory: str | os.PathLike) -> Baseline:
     if not (directory / MANIFEST_NAME).is_file():
         raise GateError(f"{directory}: not a gate baseline (no {MANIFEST_NAME}); "
                         "create one with `harmony gate baseline`")
-    manifest = read_json(directory / MANIFEST_NAME)
-    missing = [k for k in ("settings", "versions", "inputs", "label") if k not in manifest]
-    if missing:
-        raise GateError(f"{directory / MANIFEST_NAME}: missing key(s) {missing}; not a gate baseline manifest")
+    manifest = _checked_manifest(read_json(directory / MANIFEST_NAME), directory / MANIFEST_NAME)
     cases = load_cases(directory / BASELINE_CASES, label=int(manifest["label"]))
     hashes = _input_hashes(cases)
     for case_id, files in hashes.items():

@@ -565,14 +565,11 @@ class ComBat(TransformerMixin, BaseEstimator):
                 setattr(model, f"{name}_", np.array(data["estimates"][name], dtype=float if name != "n_iter" else int))
         except (KeyError, TypeError, ValueError) as exc:
             raise HarmonizationError(f"{source}: damaged ComBat model ({type(exc).__name__}: {exc})") from None
-        n_varying, n_batch = int((~model.constant_).sum()), len(model.batches_)
+        n_varying = int((~model.constant_).sum())
         n_terms = sum(len(c.terms) for c in model.covariates_)
         if model.covariate_coef_.size == 0 and n_terms * n_varying == 0:  # JSON keeps no shape for an empty matrix
             model.covariate_coef_ = np.zeros((n_terms, n_varying))
-        if (model.constant_.size != model.n_features_in_ or model.gamma_star_.shape != (n_batch, n_varying)
-                or model.covariate_coef_.shape != (n_terms, n_varying)):
-            raise HarmonizationError(f"{source}: damaged ComBat model (array shapes do not match "
-                                     f"{model.n_features_in_} features and {n_batch} batches)")
+        _check_loaded(model, source, n_terms)
         return model
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -627,6 +624,56 @@ class ComBat(TransformerMixin, BaseEstimator):
             When the file cannot be read or is not JSON.
         """
         return cls.from_dict(read_json(path), source=str(path))
+
+
+def _check_loaded(model: ComBat, source: str, n_terms: int) -> None:
+    """Refuse a loaded model that is not what :meth:`ComBat.fit` makes: types, shapes, finiteness, domains."""
+    def damaged(why: str) -> HarmonizationError:
+        return HarmonizationError(f"{source}: damaged ComBat model ({why})")
+
+    model._check_params()
+    n_features, batches = model.n_features_in_, model.batches_
+    if n_features < 1:
+        raise damaged(f"n_features must be >= 1, got {n_features}")
+    if not batches or not all(isinstance(b, str) for b in batches) or len(set(batches)) != len(batches):
+        raise damaged(f"batches must be distinct texts, got {batches!r}")
+    n_batch = len(batches)
+    if model.constant_.shape != (n_features,):
+        raise damaged(f"constant has {model.constant_.size} entries for {n_features} features")
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None and (names.shape != (n_features,) or not all(isinstance(n, str) for n in names)
+                              or len(set(names)) != n_features):
+        raise damaged(f"feature_names must be {n_features} distinct texts")
+    if model.batch_counts_.shape != (n_batch,) or (model.batch_counts_ < 1).any():
+        raise damaged(f"batch_counts must be {n_batch} counts >= 1, got {model.batch_counts_.tolist()}")
+    ref = model.ref_level_
+    if ref is not None and (not isinstance(ref, int) or isinstance(ref, bool) or not 0 <= ref < n_batch
+                            or batches[ref] != model.ref_batch):
+        raise damaged(f"ref_level {ref!r} is not the index of ref_batch {model.ref_batch!r} in {batches}")
+    if ref is None and model.ref_batch is not None:
+        raise damaged(f"ref_batch {model.ref_batch!r} without a ref_level")
+    n_varying = int((~model.constant_).sum())
+    shapes = {"grand_mean": (n_varying,), "var_pooled": (n_varying,), "covariate_coef": (n_terms, n_varying),
+              "n_iter": (n_batch,), **{name: (n_batch, n_varying) for name in _ESTIMATES[3:7]}}
+    for name, shape in shapes.items():
+        value = getattr(model, f"{name}_")
+        if value.shape != shape:
+            raise damaged(f"estimates.{name} has shape {value.shape}, expected {shape} for {n_features} features "
+                          f"({n_varying} varying) and {n_batch} batches")
+        if not np.isfinite(value).all():
+            j = np.flatnonzero(~np.isfinite(value).ravel())[0]
+            raise damaged(f"estimates.{name} holds {value.ravel()[j]!r}; every estimate must be finite")
+    for name in ("var_pooled", "delta_hat", "delta_star"):
+        value = getattr(model, f"{name}_")
+        if (value <= 0).any():
+            raise damaged(f"estimates.{name} holds {value[value <= 0].ravel()[0]!r}; a variance must be > 0")
+    for key, value in model.transform_.to_dict().items():
+        if key == "name":
+            continue
+        if len(value) != n_features:
+            raise damaged(f"transform.{key} has {len(value)} entries for {n_features} features")
+        if not all(np.isfinite(np.asarray(v, dtype=float)).all() for v in value):
+            raise damaged(f"transform.{key} holds a non-finite value; every fitted parameter must be finite")
 
 
 _ESTIMATES = ("grand_mean", "var_pooled", "covariate_coef", "gamma_hat", "delta_hat", "gamma_star", "delta_star",

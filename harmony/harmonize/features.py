@@ -49,8 +49,8 @@ def harmonization_inputs(features: pd.DataFrame, cases: pd.DataFrame | None = No
     Raises
     ------
     HarmonizationError
-        When there are no ``original`` rows, a case is not in ``cases``, or the batch or a covariate column
-        is missing.
+        When there are no ``original`` rows, a case is not in ``cases`` or has another site there, or the
+        batch or a covariate column is missing.
     SchemaError
         When ``features`` or ``cases`` does not fit its table spec.
 
@@ -80,6 +80,14 @@ def harmonization_inputs(features: pd.DataFrame, cases: pd.DataFrame | None = No
             raise HarmonizationError(f"case {absent[0]!r} of the features table is not in the cases table "
                                      f"({len(absent)} such case(s))")
         per_case = per_case.loc[X.index]
+        sites = rows.drop_duplicates(schema.CASE_ID).set_index(schema.CASE_ID)[schema.SITE].loc[X.index]
+        differ = sites.astype(str) != per_case[schema.SITE].astype(str)
+        if differ.any():
+            case = differ[differ].index[0]
+            raise HarmonizationError(f"case {case!r}: site {sites[case]!r} in the features table but "
+                                     f"{per_case.loc[case, schema.SITE]!r} in the cases table "
+                                     f"({int(differ.sum())} such case(s)); the two tables must describe the same "
+                                     "scans")
     if per_case is not None and batch in per_case.columns:
         labels = per_case[batch]
     elif batch == schema.SITE:

@@ -9,6 +9,7 @@ import SimpleITK as sitk
 
 from harmony.core import schema
 from harmony.core.cases import load_case_images
+from harmony.core.files import path_component
 from harmony.core.progress import progress_bar
 from harmony.perturb import ops
 from harmony.perturb.variants import Variant, iter_variants
@@ -64,6 +65,9 @@ def perturb_cases(cases: pd.DataFrame, variants: list[Variant], *, out_dir=None,
         ``cases`` is not a cases table.
     CaseError
         A case's files cannot be read.
+    PathError
+        With ``save_images``, a ``case_id`` that cannot be a folder name
+        (:func:`harmony.core.files.path_component`); before any image is made.
 
     Examples
     --------
@@ -79,6 +83,9 @@ def perturb_cases(cases: pd.DataFrame, variants: list[Variant], *, out_dir=None,
     if save_images and out_dir is None:
         raise ValueError("save_images needs out_dir")
     cases = schema.CASES.validate(cases, source="perturb")
+    if save_images:  # every case's folder name, before any image is made
+        for case_id in cases[schema.CASE_ID]:
+            path_component(case_id, "case_id")
     rows = []
     with progress_bar(total=len(cases) * len(variants), desc="perturb", unit="variant", progress=progress) as bar:
         for case in cases.to_dict("records"):
@@ -93,6 +100,7 @@ def perturb_cases(cases: pd.DataFrame, variants: list[Variant], *, out_dir=None,
                 elif folder is not None:
                     out_image, out_mask = made if full_images else _inspection_crop(*made)
                     folder.mkdir(parents=True, exist_ok=True)
-                    sitk.WriteImage(out_image, str(folder / f"{variant.variant_id}_image.nrrd"), True)
-                    sitk.WriteImage(out_mask, str(folder / f"{variant.variant_id}_mask.nrrd"), True)
+                    name = path_component(variant.variant_id, "variant_id", suffix="_image.nrrd")
+                    sitk.WriteImage(out_image, str(folder / f"{name}_image.nrrd"), True)
+                    sitk.WriteImage(out_mask, str(folder / f"{name}_mask.nrrd"), True)
     return schema.FAILURES.validate(pd.DataFrame(rows, columns=schema.FAILURES.names), source="perturb")

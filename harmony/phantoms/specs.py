@@ -17,6 +17,7 @@ import numpy as np
 from harmony.core import schema
 from harmony.core.config import Field, Section, apply_overrides, load, validate
 from harmony.core.errors import ConfigError
+from harmony.core.files import PathError, path_component
 from harmony.core.resources import builtin_names, builtin_path, is_bare_name, resolve
 
 __all__ = ["GRID", "LESION", "BACKGROUND", "PHANTOM", "phantom_spec", "SCANNER", "load_scanner", "builtin_scanners",
@@ -367,6 +368,10 @@ def load_cohort_spec(path_or_dict: str | os.PathLike | Mapping[str, Any], overri
         source = str(path)
         spec = load(path, COHORT, overrides)
         base = path.resolve().parent
+    try:  # subject ids name the image files: they never leave the output folder
+        path_component(f"{spec['cohort']['prefix']}000", "cohort.prefix (subject ids <prefix>000, ...)")
+    except PathError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     profiles: dict[str, dict[str, Any]] = {}
     for i, ref in enumerate(spec["scanners"]["profiles"]):
         try:

@@ -3,17 +3,22 @@
 Figures are made with matplotlib's object-oriented API (:class:`matplotlib.figure.Figure`), never pyplot:
 importing this module or drawing a report never selects a backend nor changes the one a user or a
 notebook has chosen, and no figure is left open in pyplot's list.
+
+Text from data (sites, features, perturbation kinds, truth variables) is drawn literally: every plot
+function and :func:`figure_png` run with matplotlib's mathtext and TeX off (``text.parse_math`` and
+``text.usetex`` False), so a site called ``$\\broken$`` is a label, not markup.
 """
 
 from __future__ import annotations
 
+import functools
 import io as _io
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -37,6 +42,19 @@ _SITE_COLOURS = colormaps["tab10"]
 
 
 # -- small helpers ------------------------------------------------------------------------------------
+
+#: matplotlib settings under which text is drawn as written: no mathtext ($...$), no TeX.
+_LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
+def _literal_text(draw: Callable) -> Callable:
+    """Run ``draw`` with :data:`_LITERAL_TEXT`: matplotlib reads them when each text is made."""
+    @functools.wraps(draw)
+    def literal(*args, **kwargs):
+        with rc_context(_LITERAL_TEXT):
+            return draw(*args, **kwargs)
+    return literal
+
 
 def _axes(ax: Axes | None, figsize: tuple[float, float] = (7.0, 4.0)) -> tuple[Figure, Axes]:
     """The figure and axes to draw on: ``ax`` and its figure, or a new detached Figure of ``figsize``."""
@@ -100,6 +118,7 @@ def _kinds_of(reliability: pd.DataFrame) -> list[str]:
 
 # -- figures ------------------------------------------------------------------------------------------
 
+@_literal_text
 def plot_icc_distribution(reliability: pd.DataFrame, metric: str | None = None, ax: Axes | None = None) -> Figure:
     """Box plot of every feature's reliability estimate, one box per perturbation kind, over Koo & Li bands.
 
@@ -195,6 +214,7 @@ def heatmap_features(reliability: pd.DataFrame, metric: str, top_n: int = HEATMA
     return matrix, truncated
 
 
+@_literal_text
 def plot_icc_heatmap(reliability: pd.DataFrame, metric: str | None = None, top_n: int = HEATMAP_TOP_N,
                      ax: Axes | None = None) -> Figure:
     """Heatmap of ``metric`` for features (rows) x perturbation kinds (columns), 0 (red) to 1 (green).
@@ -239,6 +259,7 @@ def plot_icc_heatmap(reliability: pd.DataFrame, metric: str | None = None, top_n
     return fig
 
 
+@_literal_text
 def plot_site_effect(site_effects: pd.DataFrame, ax: Axes | None = None, alpha: float = 0.05) -> Figure:
     """Per feature, the site-effect p value before (x) and after (y) harmonization, as -log10(p).
 
@@ -340,6 +361,7 @@ def pca_scores(harmonized: pd.DataFrame, stage: str) -> pd.DataFrame:
     return out
 
 
+@_literal_text
 def plot_pca(harmonized: pd.DataFrame, stage: str = "raw", ax: Axes | None = None) -> Figure:
     """Cases on the first two principal components of their features (:func:`pca_scores`), coloured by site.
 
@@ -382,6 +404,7 @@ def plot_pca(harmonized: pd.DataFrame, stage: str = "raw", ax: Axes | None = Non
     return fig
 
 
+@_literal_text
 def plot_truth_correlation(truth_correlation: pd.DataFrame, ax: Axes | None = None) -> Figure:
     """Per feature and truth variable, |r| with the truth before (x) and after (y) harmonization.
 
@@ -424,6 +447,7 @@ def plot_truth_correlation(truth_correlation: pd.DataFrame, ax: Axes | None = No
     return fig
 
 
+@_literal_text
 def figure_png(fig: Figure) -> bytes:
     """The figure as PNG bytes at 110 dpi, the resolution of the report.
 

@@ -273,7 +273,7 @@ def _stability_section(run: Mapping[str, Any], figures: _Figures) -> str:
     stable_table = stable[columns].rename(columns={WORST_PERTURBATION: "weakest under"})
     return (
         '<section id="stability"><h2>Stability: which features survive perturbation</h2>'
-        + _read(f"Each feature was extracted from every case under every perturbation variant. {metric} "
+        + _read(f"Each feature was extracted from every case under every perturbation variant. {_e(metric)} "
                 "measures how well the cases keep their ranking and values across variants: near 1, a feature "
                 "describes the lesion, not the perturbation; below 0.5, the perturbation dominates. Compare the "
                 "kinds to see which perturbation breaks which feature, and build models only on the stable list.")

@@ -14,6 +14,7 @@ from harmony.core import schema
 from harmony.core.config import apply_overrides, validate
 from harmony.core.errors import ConfigError
 from harmony.core.files import read_table, write_table, write_text
+from harmony.core.lock import RunLock
 from harmony.core.manifest import build_manifest, now_utc, write_manifest
 from harmony.core.schema import STABLE
 from harmony.reliability.settings import DEFAULT_SEED, SETTINGS, resolve_settings
@@ -105,28 +106,31 @@ def run_reliability(features_path: str | os.PathLike, out_dir: str | os.PathLike
         A table is missing or does not follow its contract.
     ConfigError
         ``settings`` do not validate.
+    LockError
+        Another live run holds ``out_dir``.
     """
 
     started = now_utc()
     settings = resolve_settings(settings)
-    features = read_table(features_path, schema.FEATURES)
-    beside = Path(features_path).with_name("variants.parquet")
-    if variants_path is None and beside.is_file():
-        variants_path = beside
-    variants = None if variants_path is None else read_table(variants_path, schema.VARIANTS)
-    table = reliability_table(features, variants, settings=settings, rng=np.random.default_rng(seed),
-                              progress=progress)
-    results = {"reliability": table, "pairwise": pairwise_ccc(features, variants, settings=settings),
-               "verdicts": feature_verdicts(table, settings)}
     out = Path(out_dir)
-    write_table(table, out / OUTPUTS["reliability"], schema.RELIABILITY)
-    write_table(results["pairwise"], out / OUTPUTS["pairwise"], PAIRWISE)
-    write_text(out / OUTPUTS["verdicts"], results["verdicts"].to_csv(index=False))
-    n_features = len(results["verdicts"])
-    write_manifest(out, build_manifest(
-        command="reliability", config={"reliability": settings}, seeds={"bootstrap": seed}, started=started,
-        tasks={"features": n_features, "stable": int(results["verdicts"][STABLE].sum())},
-        inputs={"features": str(Path(features_path).resolve()),
-                "variants": None if variants_path is None else str(Path(variants_path).resolve())},
-    ))
+    with RunLock(out):  # refused while another run writes this folder (or the run folder it is in)
+        features = read_table(features_path, schema.FEATURES)
+        beside = Path(features_path).with_name("variants.parquet")
+        if variants_path is None and beside.is_file():
+            variants_path = beside
+        variants = None if variants_path is None else read_table(variants_path, schema.VARIANTS)
+        table = reliability_table(features, variants, settings=settings, rng=np.random.default_rng(seed),
+                                  progress=progress)
+        results = {"reliability": table, "pairwise": pairwise_ccc(features, variants, settings=settings),
+                   "verdicts": feature_verdicts(table, settings)}
+        write_table(table, out / OUTPUTS["reliability"], schema.RELIABILITY)
+        write_table(results["pairwise"], out / OUTPUTS["pairwise"], PAIRWISE)
+        write_text(out / OUTPUTS["verdicts"], results["verdicts"].to_csv(index=False))
+        n_features = len(results["verdicts"])
+        write_manifest(out, build_manifest(
+            command="reliability", config={"reliability": settings}, seeds={"bootstrap": seed}, started=started,
+            tasks={"features": n_features, "stable": int(results["verdicts"][STABLE].sum())},
+            inputs={"features": str(Path(features_path).resolve()),
+                    "variants": None if variants_path is None else str(Path(variants_path).resolve())},
+        ))
     return results

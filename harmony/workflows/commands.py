@@ -17,6 +17,7 @@ from harmony.core.cases import load_cases, read_cases
 from harmony.core.config import apply_overrides, load
 from harmony.core.errors import HarmonyError
 from harmony.core.files import read_table, write_table
+from harmony.core.lock import RunLock
 from harmony.core.manifest import build_manifest, now_utc, write_manifest
 from harmony.core.resources import resolve
 from harmony.extraction.adapter import make_extractor
@@ -112,9 +113,10 @@ def simulate_phantoms(spec_path: str | os.PathLike, out: str | os.PathLike, *, o
     started = now_utc()
     spec = load_cohort_spec(spec_path, overrides)
     seed = spec["cohort"]["seed"] if seed is None else seed
-    cases = simulate_cohort(spec, out, seed=seed, progress=progress)
-    write_manifest(out, build_manifest(command="phantoms", config=spec, seeds={"cohort": seed}, started=started,
-                                       tasks={"total": len(cases), "done": len(cases), "failed": 0}))
+    with RunLock(out):
+        cases = simulate_cohort(spec, out, seed=seed, progress=progress)
+        write_manifest(out, build_manifest(command="phantoms", config=spec, seeds={"cohort": seed}, started=started,
+                                           tasks={"total": len(cases), "done": len(cases), "failed": 0}))
     return cases
 
 
@@ -191,16 +193,17 @@ def perturb_study(cases_csv: str | os.PathLike, design_path: str | os.PathLike, 
     variants = expand_design(design, seed=seed, base_params=params, source=str(design_file))
     cases = load_cases(cases_csv, label=label)
     out = Path(out)
-    write_table(variants_table(variants), out / PerturbResult.VARIANTS, schema.VARIANTS)
-    failures = perturb_cases(cases, variants, out_dir=out, save_images=save_images, full_images=full_images,
-                             label=label, progress=progress)
-    write_table(failures, out / PerturbResult.FAILURES, schema.FAILURES)
-    total = len(cases) * len(variants)
-    write_manifest(out, build_manifest(
-        command="perturb", config={"design": design, "params": params, "label": label,
-                                   "cases": str(Path(cases_csv).resolve())},
-        seeds={"experiment": seed}, started=started,
-        tasks={"total": total, "done": total - len(failures), "failed": len(failures)}, n_variants=len(variants)))
+    with RunLock(out):
+        write_table(variants_table(variants), out / PerturbResult.VARIANTS, schema.VARIANTS)
+        failures = perturb_cases(cases, variants, out_dir=out, save_images=save_images, full_images=full_images,
+                                 label=label, progress=progress)
+        write_table(failures, out / PerturbResult.FAILURES, schema.FAILURES)
+        total = len(cases) * len(variants)
+        write_manifest(out, build_manifest(
+            command="perturb", config={"design": design, "params": params, "label": label,
+                                       "cases": str(Path(cases_csv).resolve())},
+            seeds={"experiment": seed}, started=started,
+            tasks={"total": total, "done": total - len(failures), "failed": len(failures)}, n_variants=len(variants)))
     return PerturbResult(variants, cases, failures, out)
 
 

@@ -12,6 +12,7 @@ from sklearn.base import clone
 
 from harmony.core import schema
 from harmony.core.files import write_table
+from harmony.core.lock import RunLock
 from harmony.core.manifest import build_manifest, now_utc, write_manifest
 from harmony.harmonize import metrics as hm
 from harmony.harmonize.combat import ComBat
@@ -65,31 +66,34 @@ def run_harmonization(features: pd.DataFrame, out_dir: str | os.PathLike, cases:
     HarmonizationError
         Both ``model`` and ComBat options, covariates the model was not fitted with, or inputs ComBat
         cannot use.
+    LockError
+        Another live run holds ``out_dir``.
     """
 
     started = now_utc()
-    if model is None:
-        if covariates is None:
-            covariates = []
-        _, X, labels, cov = harmonization_inputs(features, cases, batch=batch, covariates=covariates)
-        model = ComBat(**combat_kwargs).fit(X, batch=labels, covariates=cov)
-    elif combat_kwargs:
-        raise HarmonizationError(f"give a fitted model or ComBat options, not both (got {sorted(combat_kwargs)})")
-    if covariates is None:
-        covariates = [c.name for c in model.covariates_]
-    harmonized = harmonize_features(features, cases, batch=batch, covariates=covariates, model=model)
-    metrics = hm.harmonization_metrics(harmonized, cases, batch=batch, covariates=covariates, n_splits=n_splits,
-                                       random_state=random_state, harmonizer=clone(model))
     out = Path(out_dir)
-    write_table(harmonized, out / OUTPUTS["harmonized"], schema.HARMONIZED)
-    model.save(out / OUTPUTS["model"])
-    specs = {"site_effects": hm.SITE_EFFECTS, "summary": hm.SUMMARY, "truth_correlation": hm.TRUTH_CORRELATION,
-             "covariate_effects": hm.COVARIATE_EFFECTS}
-    for name, spec in specs.items():
-        write_table(metrics[name], out / OUTPUTS[name], spec)
-    n_cases = harmonized[schema.CASE_ID].nunique()
-    write_manifest(out, build_manifest(
-        command="harmonize", config={"batch": batch, "covariates": covariates, **model.get_params(),
-                                     "n_splits": n_splits}, seeds={"classifier_cv": random_state},
-        started=started, tasks={"cases": n_cases, "features": int(model.n_features_in_)}, outputs=OUTPUTS))
+    with RunLock(out):  # refused while another run writes this folder (or the run folder it is in)
+        if model is None:
+            if covariates is None:
+                covariates = []
+            _, X, labels, cov = harmonization_inputs(features, cases, batch=batch, covariates=covariates)
+            model = ComBat(**combat_kwargs).fit(X, batch=labels, covariates=cov)
+        elif combat_kwargs:
+            raise HarmonizationError(f"give a fitted model or ComBat options, not both (got {sorted(combat_kwargs)})")
+        if covariates is None:
+            covariates = [c.name for c in model.covariates_]
+        harmonized = harmonize_features(features, cases, batch=batch, covariates=covariates, model=model)
+        metrics = hm.harmonization_metrics(harmonized, cases, batch=batch, covariates=covariates, n_splits=n_splits,
+                                           random_state=random_state, harmonizer=clone(model))
+        write_table(harmonized, out / OUTPUTS["harmonized"], schema.HARMONIZED)
+        model.save(out / OUTPUTS["model"])
+        specs = {"site_effects": hm.SITE_EFFECTS, "summary": hm.SUMMARY, "truth_correlation": hm.TRUTH_CORRELATION,
+                 "covariate_effects": hm.COVARIATE_EFFECTS}
+        for name, spec in specs.items():
+            write_table(metrics[name], out / OUTPUTS[name], spec)
+        n_cases = harmonized[schema.CASE_ID].nunique()
+        write_manifest(out, build_manifest(
+            command="harmonize", config={"batch": batch, "covariates": covariates, **model.get_params(),
+                                         "n_splits": n_splits}, seeds={"classifier_cv": random_state},
+            started=started, tasks={"cases": n_cases, "features": int(model.n_features_in_)}, outputs=OUTPUTS))
     return {"harmonized": harmonized, **metrics}

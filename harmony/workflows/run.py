@@ -1,9 +1,12 @@
 """`harmony run`: one experiment end to end (cohort, variants, extraction, reliability, harmonization, report).
 
 Each stage writes its tables into the run directory and records in ``manifest.json`` the hash of its
-inputs (its own settings, the hashes of the stages it reads and the installed package versions, so an
-upgrade reruns what it could change); re-running skips every stage whose outputs exist and whose input hash
-is unchanged, and the extraction engine resumes task by task.
+inputs (its own settings, the hashes of the stages it reads, the content digests of the tables it reads and
+the installed package versions, so an upgrade reruns what it could change) and the content digest of each
+table it wrote. Re-running skips every stage whose input hash is unchanged and whose outputs are there with
+the recorded digests; a table deleted or changed since is made again, and a table rebuilt with other content
+reruns every stage that reads it. The extraction engine resumes task by task. The whole run holds the run
+directory's lock (:class:`~harmony.core.lock.RunLock`): a second run into it is refused.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pandas as pd
 
 from harmony.core import schema
 from harmony.core.cases import load_cases
-from harmony.core.errors import ConfigError
+from harmony.core.errors import ConfigError, HarmonyError
 from harmony.core.files import (
     file_digest,
     read_json,
@@ -29,6 +32,7 @@ from harmony.core.files import (
     write_table,
     write_text,
 )
+from harmony.core.lock import RunLock
 from harmony.core.manifest import (
     MANIFEST_NAME,
     build_manifest,
@@ -44,8 +48,10 @@ from harmony.perturb.variants import variants_from_table, variants_table
 from harmony.phantoms.cohort import simulate_cohort
 from harmony.phantoms.specs import load_cohort_spec
 from harmony.report.page import render_report
+from harmony.workflows.assess import OUTPUTS as RELIABILITY_OUTPUTS
 from harmony.workflows.assess import run_reliability
 from harmony.workflows.experiment import load_experiment
+from harmony.workflows.harmonization import OUTPUTS as HARMONIZATION_OUTPUTS
 from harmony.workflows.harmonization import run_harmonization
 from harmony.workflows.layout import (
     COHORT_DIR,
@@ -105,10 +111,8 @@ class _Run:
         self.progress = progress
         self.seed = int(config["experiment"]["seed"])
         self.started, self.clock = now_utc(), time.perf_counter()
-        previous = self.dir / MANIFEST_NAME
         #: the stage records of the previous run into this directory, if any
-        self.records: dict[str, dict[str, Any]] = (read_json(previous).get("stages") or {}
-                                                   if previous.is_file() else {})
+        self.records: dict[str, dict[str, Any]] = _previous_stages(self.dir / MANIFEST_NAME)
         self.hashes: dict[str, str] = {}
         self.summary = RunSummary(self.dir)
         self.seeds: dict[str, Any] = {"experiment": self.seed}
@@ -117,20 +121,29 @@ class _Run:
     def path(self, key: str) -> Path:
         return self.dir / FILES[key]
 
+    def content(self, *keys: str) -> dict[str, str]:
+        """The content digests of the run's tables ``keys``: what a stage reading them chains on."""
+        return {key: file_digest(self.path(key)) for key in keys if self.path(key).is_file()}
+
     def stage(self, name: str, inputs: Any, outputs: Sequence[Path],
               work: Callable[[], dict[str, Any] | None]) -> None:
-        """Run ``work`` unless the stage's outputs exist and its input hash is unchanged; record it."""
+        """Run ``work`` unless its input hash is unchanged and its outputs have their recorded digests; record it."""
         digest = stable_hash({"inputs": inputs, "versions": self.versions}, length=32)
         self.hashes[name] = digest
         record = self.records.get(name) or {}
-        if record.get("input_hash") == digest and all(p.exists() for p in outputs):
-            logger.info("stage %s: up to date, skipped", name)
-            self.summary.stages[name] = "skipped (up to date)"
-            return
+        if record.get("input_hash") == digest:
+            changed = _changed_outputs(self.dir, record, outputs)
+            if not changed:
+                logger.info("stage %s: up to date, skipped", name)
+                self.summary.stages[name] = "skipped (up to date)"
+                return
+            logger.warning("stage %s: %s is missing or changed since this stage wrote it; running the stage again",
+                           name, changed[0])
         clock = time.perf_counter()
         extra = work() or {}
         self.records[name] = {"input_hash": digest, "finished": now_utc(),
-                              "seconds": round(time.perf_counter() - clock, 3), **extra}
+                              "seconds": round(time.perf_counter() - clock, 3), **extra,
+                              "outputs": {_relative(self.dir, p): file_digest(p) for p in outputs if p.is_file()}}
         self.summary.stages[name] = "done"
         self.write_manifest()
 
@@ -143,6 +156,32 @@ class _Run:
         write_manifest(self.dir, build_manifest(
             command="run", config=dict(self.config), seeds=self.seeds, started=self.started, tasks=self.summary.tasks,
             stages=self.records, wall_seconds=round(self.summary.seconds, 3)))
+
+
+def _previous_stages(manifest: Path) -> dict[str, dict[str, Any]]:
+    """The stage records of an earlier run's manifest; none when it is absent or not a run's manifest."""
+    if not manifest.is_file():
+        return {}
+    try:
+        stages = read_json(manifest).get("stages") or {}
+    except (HarmonyError, AttributeError):
+        stages = None
+    if not isinstance(stages, dict) or not all(isinstance(r, dict) for r in stages.values()):
+        logger.warning("%s: not a readable run manifest; every stage runs again (extraction resumes)", manifest)
+        return {}
+    return stages
+
+
+def _relative(run_dir: Path, path: Path) -> str:
+    return path.relative_to(run_dir).as_posix()
+
+
+def _changed_outputs(run_dir: Path, record: Mapping[str, Any], outputs: Sequence[Path]) -> list[str]:
+    """The outputs that are missing or whose content differs from the digest the stage recorded."""
+    recorded = record.get("outputs")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    return [_relative(run_dir, p) for p in outputs
+            if not p.is_file() or recorded.get(_relative(run_dir, p)) != file_digest(p)]
 
 
 def _load_cases(run: _Run) -> pd.DataFrame:
@@ -212,9 +251,15 @@ def run_experiment(config: Mapping[str, Any], *, progress: bool | None = None) -
     if not config["cases"]["csv"] and not config["cases"]["cohort"]:
         raise ConfigError(f"{config.get('_source', '<config>')}: cases: give cases.csv (your images) or "
                           "cases.cohort (a simulated cohort)")
-    run = _Run(config, progress=progress)
-    run.dir.mkdir(parents=True, exist_ok=True)
     params = extraction_params(config)
+    with RunLock(config["experiment"]["out"]):  # every stage: a second run into this directory is refused
+        run = _Run(config, progress=progress)
+        _run_stages(run, config, params)
+    return run.summary
+
+
+def _run_stages(run: _Run, config: Mapping[str, Any], params: dict[str, Any]) -> None:
+    progress = run.progress
 
     def make_cases():
         write_table(_load_cases(run), run.path("cases"), schema.CASES)
@@ -235,13 +280,14 @@ def run_experiment(config: Mapping[str, Any], *, progress: bool | None = None) -
 
     def extract():
         result = run_tasks(cases, variants, params, run.dir / EXTRACTION_DIR, repeats=eng["repeats"],
-                                  executor=eng["executor"], workers=eng["workers"], scheduler=eng["scheduler"],
-                                  label=config["cases"]["label"], progress=progress,
-                                  retry_failed=eng["retry_failed"], command="run")
+                           executor=eng["executor"], workers=eng["workers"], scheduler=eng["scheduler"],
+                           label=config["cases"]["label"], progress=progress,
+                           retry_failed=eng["retry_failed"], command="run")
         return {"tasks": {"total": result.total, "done": result.done, "failed": result.failed,
                           "resumed": result.resumed}, "engine": result.diagnostics}
 
-    run.stage("extraction", {"upstream": [run.hashes["cases"], run.hashes["variants"]], "params": params,
+    run.stage("extraction", {"upstream": [run.hashes["cases"], run.hashes["variants"]],
+                             "content": run.content("cases", "variants"), "params": params,
                              "repeats": eng["repeats"], "label": config["cases"]["label"]},
               [run.path("features"), run.path("failures")], extract)
     run.summary.tasks = dict(run.records["extraction"].get("tasks", {}))
@@ -258,8 +304,9 @@ def run_experiment(config: Mapping[str, Any], *, progress: bool | None = None) -
             return {"features": len(verdicts), "stable": int(verdicts[schema.STABLE].sum())}
 
         run.seeds["reliability_bootstrap"] = run.seed
-        run.stage("reliability", {"upstream": run.hashes["extraction"], "settings": config["reliability"],
-                                  "seed": run.seed}, [run.path("reliability")], assess)
+        run.stage("reliability", {"upstream": run.hashes["extraction"], "content": run.content("features", "variants"),
+                                  "settings": config["reliability"], "seed": run.seed},
+                  [run.dir / RELIABILITY_DIR / name for name in RELIABILITY_OUTPUTS.values()], assess)
         run.summary.n_stable = run.records["reliability"].get("stable")
     else:
         run.not_run("reliability", "the design has no perturbation (only the original variant)")
@@ -274,25 +321,26 @@ def run_experiment(config: Mapping[str, Any], *, progress: bool | None = None) -
     else:
         def harmonize_stage():
             metrics = run_harmonization(features, run.dir / HARMONIZATION_DIR, cases, batch=batch,
-                                                  covariates=settings["covariates"], random_state=run.seed,
-                                                  **combat_options(settings))
+                                        covariates=settings["covariates"], random_state=run.seed,
+                                        **combat_options(settings))
             summary = metrics["summary"]
             return {"summary": {f"{row.metric}[{row.stage}]": row.estimate for row in summary.itertuples()}}
 
         run.seeds["site_classifier_cv"] = run.seed
         run.stage("harmonization", {"upstream": [run.hashes["cases"], run.hashes["extraction"]],
-                                    "settings": settings, "seed": run.seed}, [run.path("harmonized")],
-                  harmonize_stage)
+                                    "content": run.content("cases", "features"), "settings": settings,
+                                    "seed": run.seed},
+                  [run.dir / HARMONIZATION_DIR / name for name in HARMONIZATION_OUTPUTS.values()], harmonize_stage)
 
     if config["report"]["enabled"]:
         run.write_manifest()  # the report shows this run's manifest
-        run.stage("report", {"upstream": run.hashes, "config": _what(config)},
+        tables = [key for key in FILES if key != "report"]
+        run.stage("report", {"upstream": run.hashes, "content": run.content(*tables), "config": _what(config)},
                   [run.path("report")], lambda: {"path": str(write_report(run.dir))})
         run.summary.report = run.path("report")
     else:
         run.not_run("report", "disabled in the config")
     run.write_manifest()
-    return run.summary
 
 
 #: Engine settings that change how a run executes, not what it computes: never part of a stage's hash.

@@ -68,7 +68,7 @@ def test_copy_onto_a_file_is_exit_2(tmp_path, elsewhere, capsys):
     (tmp_path / "taken").write_text("x")
     assert main(["examples", "copy", str(tmp_path / "taken")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"harmony examples: error: {tmp_path / 'taken'}: is a file, expected a folder for the examples"
+    assert err == f"harmony examples: error: DIR {tmp_path / 'taken'}: is an existing file, not a folder"
 
 
 def test_examples_needs_a_subcommand(capsys):
