@@ -36,6 +36,8 @@ from harmony.core.manifest import (
     versions,
     write_manifest,
 )
+from harmony.core.notices import WarningLog, collect_warnings
+from harmony.core.progress import log_stage
 from harmony.extraction.adapter import extraction_params
 from harmony.extraction.engine import run_tasks
 from harmony.harmonize.settings import combat_options
@@ -113,6 +115,8 @@ class _Run:
         self.summary = RunSummary(self.dir)
         self.seeds: dict[str, Any] = {"experiment": self.seed}
         self.versions = versions()  # an upgraded library reruns every stage it could change
+        #: the warnings of the stages run now (a skipped stage's stay in its record)
+        self.warnings = WarningLog()
 
     def path(self, key: str) -> Path:
         return self.dir / FILES[key]
@@ -124,13 +128,18 @@ class _Run:
         self.hashes[name] = digest
         record = self.records.get(name) or {}
         if record.get("input_hash") == digest and all(p.exists() for p in outputs):
-            logger.info("stage %s: up to date, skipped", name)
+            log_stage("stage %s: up to date, skipped", name)
             self.summary.stages[name] = "skipped (up to date)"
             return
+        log_stage("stage %s: started", name)
         clock = time.perf_counter()
-        extra = work() or {}
-        self.records[name] = {"input_hash": digest, "finished": now_utc(),
-                              "seconds": round(time.perf_counter() - clock, 3), **extra}
+        with collect_warnings() as log:
+            extra = work() or {}
+        seconds = time.perf_counter() - clock
+        log_stage("stage %s: done in %.1f s", name, seconds)
+        self.warnings.merge(log)
+        self.records[name] = {"input_hash": digest, "finished": now_utc(), "seconds": round(seconds, 3),
+                              **({"warnings": log.records()} if len(log) else {}), **extra}
         self.summary.stages[name] = "done"
         self.write_manifest()
 
@@ -253,7 +262,7 @@ def run_experiment(config: Mapping[str, Any], *, progress: bool | None = None) -
         def assess():
             results = run_reliability(run.path("features"), run.dir / RELIABILITY_DIR,
                                       variants_path=run.path("variants"), settings=config["reliability"],
-                                      seed=run.seed, progress=progress)
+                                      seed=run.seed, progress=progress, cases=cases)
             verdicts = results["verdicts"]
             return {"features": len(verdicts), "stable": int(verdicts[schema.STABLE].sum())}
 
