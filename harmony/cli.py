@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,26 @@ __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("harmony")
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_PIPE = 0, 1, 2, 141
+
+#: Library parameter names in error messages, as each command spells them.
+_SPELLING = {
+    "harmonize": {"mean_only=True": "--mean-only", "eb=False": "--no-eb", "parametric=False": "--nonparametric",
+                  "ref_batch": "--ref-batch", "feature_transform": "--transform", "n_splits": "--folds"},
+    "run": {"mean_only=True": "harmonization.mean_only = true", "eb=False": "harmonization.eb = false",
+            "parametric=False": "harmonization.parametric = false"},
+}
+
+
+def _count(n: int, word: str) -> str:
+    """``1 case``, ``2 cases``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _in_cli_words(command: str, message: str) -> str:
+    for name, spelled in _SPELLING.get(command, {}).items():
+        message = message.replace(name, spelled)
+    return message
 
 
 def _progress(args: argparse.Namespace) -> bool | None:
@@ -57,9 +77,20 @@ def _print_failures(failures, where: Path) -> None:
     print(f"{failure_summary(failures)}\nall in {where}", file=sys.stderr)
 
 
-def _add_set(parser: argparse.ArgumentParser, what: str = "config") -> None:
+def _add_set(parser: argparse.ArgumentParser, what: str = "experiment config",
+             example: str = "experiment.seed=3") -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"override a {what} value by its dotted key (repeatable), e.g. experiment.seed=3")
+                        help=f"override a value of the {what} by its dotted key (repeatable), e.g. {example}")
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars on a terminal, no progress lines in a log")
+
+
+def _add_label(parser: argparse.ArgumentParser, default_text: str, default: int | None = None) -> None:
+    parser.add_argument("--label", type=_at_least(1), default=default,
+                        help=f"mask label of the ROI (default: {default_text})")
 
 
 # -- harmony validate ---------------------------------------------------------------------------------
@@ -106,7 +137,7 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("cases", help="cases CSV: case_id,image,mask,site[,covariates...], paths relative to it")
     p.add_argument("--params", required=True, help="pyradiomics parameters (.yaml, .yml, .toml or .json)")
     p.add_argument("--out", required=True, help="run directory (re-running the same command resumes it)")
-    p.add_argument("--label", type=_at_least(1), default=None, help="mask label (default: the parameters' label, or 1)")
+    _add_label(p, "the parameters' label, or 1")
     p.add_argument("--variants", default=None, help="variants table (Parquet, e.g. from `harmony perturb`); "
                                                     "default: the original images only")
     p.add_argument("--repeats", type=_at_least(1), default=1, help="repeats of every (case, variant) task (default 1)")
@@ -114,8 +145,8 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=_at_least(0), default=0, help="worker count (default 0: one per core)")
     p.add_argument("--scheduler", default="", help="Dask scheduler address (default: start a local cluster)")
     p.add_argument("--retry-failed", action="store_true", help="run again the tasks that failed in an earlier run")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_set(p, "pyradiomics parameter (e.g. setting.binWidth=24)")
+    _add_quiet(p)
+    _add_set(p, "pyradiomics parameters", "setting.binWidth=24")
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -152,7 +183,7 @@ def _gate_args(p: argparse.ArgumentParser) -> None:
             s.add_argument("--baseline", required=True, help="baseline directory from `harmony gate baseline`")
             s.add_argument("--out", default="reports/gate", help="where gate.md, junit.xml and comparison.csv go "
                                                                  "(default: reports/gate)")
-        s.add_argument("--quiet", action="store_true", help="no progress bar")
+        _add_quiet(s)
         _add_set(s)
     s = sub.add_parser("ibsi", help="compare pyradiomics with the IBSI 1 digital-phantom reference values",
                        description="compare pyradiomics with the IBSI 1 digital-phantom reference values")
@@ -217,8 +248,8 @@ def _phantoms_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="cohort spec (TOML), e.g. phantoms/cohort_demo.toml")
     p.add_argument("--out", required=True, help="output directory (images/, cases.csv, cohort.json, manifest)")
     p.add_argument("--seed", type=_at_least(0), default=None, help="override the spec's cohort.seed")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_set(p, "cohort spec value (e.g. cohort.subjects=12)")
+    _add_quiet(p)
+    _add_set(p, "cohort spec", "cohort.subjects=12")
 
 
 def _phantoms(args: argparse.Namespace) -> int:
@@ -227,7 +258,8 @@ def _phantoms(args: argparse.Namespace) -> int:
     from harmony.workflows.commands import simulate_phantoms
 
     cases = simulate_phantoms(args.spec, args.out, overrides=args.overrides, seed=args.seed, progress=_progress(args))
-    print(f"{len(cases)} cases of {cases[SUBJECT].nunique()} subjects on {cases[schema.SITE].nunique()} scanners "
+    print(f"{_count(len(cases), 'case')} of {_count(cases[SUBJECT].nunique(), 'subject')} on "
+          f"{_count(cases[schema.SITE].nunique(), 'scanner')} "
           f"-> {Path(args.out) / 'cases.csv'}")
     return EXIT_OK
 
@@ -241,8 +273,8 @@ def _reliability_args(p: argparse.ArgumentParser) -> None:
                         "the features, if any; otherwise all variants are one kind, 'all')")
     p.add_argument("--config", default=None, help="experiment config: its [reliability] section and experiment.seed")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_set(p, "setting (e.g. reliability.icc=ICC(C,1), reliability.judge_on=estimate)")
+    _add_quiet(p)
+    _add_set(p, "[reliability] settings (or of --config)", "reliability.judge_on=estimate")
 
 
 def _reliability(args: argparse.Namespace) -> int:
@@ -343,7 +375,8 @@ def _harmonize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="apply this saved model (model.json) instead of fitting one")
     p.add_argument("--folds", type=_at_least(2), default=5, help="cross-validation folds of the site classifier")
     p.add_argument("--seed", type=_at_least(0), default=0, help="random_state of the classifier's fold split")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (tables, model.json and report.html)")
+    _add_quiet(p)
 
 
 def _harmonize(args: argparse.Namespace) -> int:
@@ -365,7 +398,7 @@ def _harmonize(args: argparse.Namespace) -> int:
     summary = metrics["summary"].pivot(index=schema.METRIC, columns=schema.STAGE, values=schema.ESTIMATE)
     print(summary[[c for c in ("raw", "combat") if c in summary.columns]].round(3).to_string())
     n_cases = metrics["harmonized"][schema.CASE_ID].nunique()
-    print(f"harmonized {n_cases} cases -> {Path(args.out)}")
+    print(f"harmonized {_count(n_cases, 'case')} -> {Path(args.out)} (report: {Path(args.out) / 'report.html'})")
     return EXIT_OK
 
 
@@ -378,11 +411,11 @@ def _perturb_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_at_least(0), default=0,
                    help="experiment seed the design's draws and spec seeds come from")
     p.add_argument("--params", default=None, help="pyradiomics parameters: bin settings equal to them are identities")
-    p.add_argument("--label", type=_at_least(1), default=1, help="mask label of the ROI (default 1)")
+    _add_label(p, "1", 1)
     p.add_argument("--save-images", action="store_true", help="write each variant's image and mask as NRRD")
     p.add_argument("--full-images", action="store_true", help="save whole images, not the mask's neighbourhood")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_set(p, "design")
+    _add_quiet(p)
+    _add_set(p, "design", 'description="a variant"')
 
 
 def _perturb(args: argparse.Namespace) -> int:
@@ -391,7 +424,8 @@ def _perturb(args: argparse.Namespace) -> int:
     result = perturb_study(args.cases, args.design, args.out, seed=args.seed, params_path=args.params,
                            label=args.label, save_images=args.save_images, full_images=args.full_images,
                            overrides=args.overrides, progress=_progress(args))
-    print(f"{len(result.variants)} variants x {len(result.cases)} cases -> {result.out_dir / result.VARIANTS}")
+    print(f"{_count(len(result.variants), 'variant')} x {_count(len(result.cases), 'case')} -> "
+          f"{result.out_dir / result.VARIANTS}")
     if len(result.failures):
         _print_failures(result.failures, result.out_dir / result.FAILURES)
         return EXIT_FAILED
@@ -407,7 +441,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run directory (default: the config's experiment.out, or reports/<name>)")
     p.add_argument("--executor", choices=EXECUTORS, help="override engine.executor")
     p.add_argument("--workers", type=_at_least(0), help="override engine.workers (0: one per core)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_label(p, "the config's cases.label, or 1")
+    _add_quiet(p)
     _add_set(p)
 
 
@@ -419,12 +454,14 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"engine.executor={args.executor}")
     if args.workers is not None:
         overrides.append(f"engine.workers={args.workers}")
+    if args.label is not None:
+        overrides.append(f"cases.label={args.label}")
     summary = run_config(args.config, overrides, out=args.out, progress=_progress(args))
     for stage, status in summary.stages.items():
         print(f"{stage:<14} {status}")
     tasks = summary.tasks
     stable = "" if summary.n_stable is None else f", {summary.n_stable} stable"
-    print(f"{summary.n_cases} cases x {summary.n_variants} variants: {tasks.get('done', 0)} of "
+    print(f"{_count(summary.n_cases, 'case')} x {_count(summary.n_variants, 'variant')}: {tasks.get('done', 0)} of "
           f"{tasks.get('total', 0)} extractions done, {summary.n_features} features{stable} "
           f"({summary.seconds:.0f} s) -> {summary.report or summary.run_dir}")
     if tasks.get("failed"):
@@ -523,10 +560,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(verbosity: int) -> None:
+def _configure_logging(verbosity: int, quiet: bool) -> Callable[[], None]:
+    """Set up logging; return what undoes the progress logger's set-up (``main`` may be called again)."""
+    from harmony.core.progress import PROGRESS_LOGGER
+
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("harmony").setLevel(level)
+    # in a log (stderr not a terminal) stage and progress lines, timed; on a terminal the bars say it
+    progress = logging.getLogger(PROGRESS_LOGGER)
+    before = progress.level, progress.propagate
+    progress.setLevel(logging.WARNING if quiet or sys.stderr.isatty() else min(level, logging.INFO))
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    progress.addHandler(handler)
+    progress.propagate = False
+
+    def undo() -> None:
+        progress.removeHandler(handler)
+        progress.level, progress.propagate = before
+
+    return undo
+
+
+def _report_warnings(command: str, log) -> None:
+    for line in log.lines():
+        print(f"harmony {command}: warning: {line}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -543,20 +602,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         The exit code: 0 success, 1 a check failed (gate) or some tasks failed, 2 bad input (usage errors
-        exit 2 from argparse), 130 interrupted.
+        exit 2 from argparse), 130 interrupted, 141 standard output closed early (``| head``). Warnings raised
+        meanwhile are printed once each after the command, in plain words (:mod:`harmony.core.notices`).
     """
+    from harmony.core.notices import collect_warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
-    try:
-        _check_paths(args)
-        return args.run(args)
-    except HarmonyError as exc:
-        print(f"harmony {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"harmony {args.command}: interrupted; finished work is kept, re-run to resume", file=sys.stderr)
-        return 130
+    undo = _configure_logging(args.verbose, getattr(args, "quiet", False))
+    with collect_warnings() as log:
+        try:
+            _check_paths(args)
+            code = args.run(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+        except HarmonyError as exc:
+            code = EXIT_ERROR
+            print(f"harmony {args.command}: error: {_in_cli_words(args.command, str(exc))}", file=sys.stderr)
+        except KeyboardInterrupt:
+            code = 130
+            print(f"harmony {args.command}: interrupted; finished work is kept, re-run to resume", file=sys.stderr)
+        except BrokenPipeError:  # `harmony validate ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            code = EXIT_PIPE
+        finally:
+            undo()
+    if code != EXIT_PIPE:
+        _report_warnings(args.command, log)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

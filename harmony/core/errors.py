@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["HarmonyError", "ConfigError", "SchemaError", "CaseError"]
+__all__ = ["HarmonyError", "ConfigError", "SchemaError", "CaseError", "StudyError"]
 
 
 class HarmonyError(ValueError):
@@ -40,4 +40,11 @@ class CaseError(HarmonyError):
     """A case (image and mask) that cannot be used: missing, unreadable or inconsistent files.
 
     The message names the case and the file.
+    """
+
+
+class StudyError(HarmonyError):
+    """A study too small (or too mixed) to answer the question asked of it, e.g. 2 cases for an ICC.
+
+    The message says what is missing and which setting lowers the guard.
     """

@@ -37,7 +37,7 @@ def _as_matrix(X: Any) -> tuple[np.ndarray, list[str] | None, list | None]:
         names, samples = [str(c) for c in X.columns], list(X.index)
         for name in X.columns:
             if not pd.api.types.is_numeric_dtype(X[name]) or pd.api.types.is_bool_dtype(X[name]):
-                raise HarmonizationError(f"X: feature {str(name)!r} is not numeric (dtype {X[name].dtype})")
+                raise HarmonizationError(f"feature {str(name)!r} is not numeric (dtype {X[name].dtype})")
         values = X.to_numpy(dtype=float, na_value=np.nan)
     else:
         names = samples = None
@@ -50,7 +50,7 @@ def _as_matrix(X: Any) -> tuple[np.ndarray, list[str] | None, list | None]:
     bad = ~np.isfinite(values)
     if bad.any():
         i, j = (int(k[0]) for k in np.nonzero(bad))
-        raise HarmonizationError(f"X: feature {_feature(names, j)} is {float(values[i, j])!r} in sample "
+        raise HarmonizationError(f"feature {_feature(names, j)} is {float(values[i, j])!r} in sample "
                                  f"{_sample(samples, i)} ({int(bad.sum())} non-finite value(s)); ComBat needs "
                                  "finite values: drop or impute them first")
     return values, names, samples

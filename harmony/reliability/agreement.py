@@ -113,7 +113,7 @@ def _tidy(res: _Results, metrics: Sequence[str], feature_labels, features: str |
 
 
 def icc(data: pd.DataFrame, targets: str, raters: str, ratings: str, *, features: str | None = None,
-        confidence: float = 0.95) -> pd.DataFrame:
+        confidence: float = 0.95, min_cases: int = 3) -> pd.DataFrame:
     """The six intraclass correlations with F-based intervals, for one or many features at once.
 
     Parameters
@@ -126,13 +126,17 @@ def icc(data: pd.DataFrame, targets: str, raters: str, ratings: str, *, features
         Column naming the feature of each row; every feature is computed at once.
     confidence : float
         Confidence level of the intervals (McGraw & Wong 1996, as in pingouin, unrounded).
+    min_cases : int, default 3
+        Fewest complete targets a feature needs; with fewer its rows are undefined (as the CCC's are:
+        with 2 targets the between-target spread is one difference and every interval is meaningless).
 
     Returns
     -------
     DataFrame
         One row per (feature,) metric: ``metric`` (pingouin's labels ``ICC(1,1) ... ICC(C,k)``),
         ``estimate``, ``ci_low``, ``ci_high``, ``n_cases`` (complete targets used), ``n_variants`` (raters)
-        and ``reason`` (empty, or why the estimate is undefined: constant ratings, < 2 complete targets).
+        and ``reason`` (empty, or why the estimate is undefined: constant ratings, < ``min_cases`` complete
+        targets).
         Targets missing a rating are left out (complete cases only), per feature.
 
     Raises
@@ -165,8 +169,10 @@ def icc(data: pd.DataFrame, targets: str, raters: str, ratings: str, *, features
     5  ICC(C,k)      0.91    0.68
     """
     _check_confidence(confidence)
+    if min_cases < 2:
+        raise ValueError(f"min_cases must be >= 2 (an ICC needs two targets), got {min_cases!r}")
     feature_labels, _, rater_labels, x = _to_array(data, features, targets, raters, ratings)
-    return _tidy(_icc_results(x, confidence), ICC_METRICS, feature_labels, features, len(rater_labels))
+    return _tidy(_icc_results(x, confidence, min_cases), ICC_METRICS, feature_labels, features, len(rater_labels))
 
 
 def ccc(data: pd.DataFrame, targets: str, raters: str, ratings: str, *, features: str | None = None,

@@ -58,7 +58,10 @@ def _icc_arrays(x: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarra
         f3_low, f3_up = f3 / special.fdtri(df_b, df_e, q), f3 * special.fdtri(df_e, df_b, q)
         # McGraw & Wong's approximate df for ICC(A,1), written with mse^2 factored in so mse = 0 stays finite.
         a = n * (1 + (k - 1) * icc2) - k * icc2
-        v = df_e * (k * icc2 * msj + a * mse) ** 2 / (df_b * k**2 * icc2**2 * msj**2 + a**2 * mse**2)
+        # v is homogeneous of degree 0 in (msj, mse): scaled by their maximum, squares cannot overflow
+        top = np.maximum(msj, mse)
+        sj, se = np.where(top > 0, msj / top, msj), np.where(top > 0, mse / top, mse)
+        v = df_e * (k * icc2 * sj + a * se) ** 2 / (df_b * k**2 * icc2**2 * sj**2 + a**2 * se**2)
         f2_up = special.fdtri(df_b, v, q)
         f2_low = special.fdtri(v, df_b, q)
         denom = k * msj + (k * n - k - n) * mse
@@ -145,14 +148,22 @@ def _lin_ccc(a: np.ndarray, b: np.ndarray, confidence: float) -> tuple[np.ndarra
 
 
 def _case_mean_interval(per_case: np.ndarray, confidence: float) -> tuple[np.ndarray, ...]:
-    """Mean over cases (NaN cases left out), its Student-t interval, and the count of cases used."""
+    """Mean over cases (NaN cases left out) of a quantity >= 0, its interval, and the count of cases used.
+
+    The interval is the Student-t interval of log(mean) by the delta method, se(log m) = sem / m, mapped
+    back: [m / exp(t se), m exp(t se)]. It is never below 0 (a symmetric t interval on a CoV or a range
+    can be: -38 for a mean CoV of 12 over few cases), and it is wider above than below, as a skewed
+    positive mean's is. A mean of 0 (no case varies) has the interval [0, 0].
+    """
     used = np.isfinite(per_case).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # features without a usable case: all-NaN rows
         mean = np.nanmean(per_case, axis=1)
         sem = np.nanstd(per_case, axis=1, ddof=1) / np.sqrt(used)
-    half = stats.t.ppf(0.5 + confidence / 2, np.maximum(used - 1, 1)) * sem
-    return mean, mean - half, mean + half, used
+        spread = np.exp(stats.t.ppf(0.5 + confidence / 2, np.maximum(used - 1, 1)) * sem / mean)
+        low, high = np.where(mean > 0, mean / spread, 0.0), np.where(mean > 0, mean * spread, 0.0)
+    nan = np.isnan(mean) | np.isnan(sem)
+    return mean, np.where(nan, np.nan, low), np.where(nan, np.nan, high), used
 
 
 def _cov_range(x: np.ndarray, confidence: float) -> dict[str, tuple[np.ndarray, ...]]:
@@ -234,9 +245,9 @@ def _store_icc(res: _Results, feats: np.ndarray, sub: np.ndarray, confidence: fl
              [_ICC_AK])
 
 
-def _icc_results(x: np.ndarray, confidence: float) -> _Results:
+def _icc_results(x: np.ndarray, confidence: float, min_cases: int = 3) -> _Results:
     res = _Results(ICC_METRICS, x.shape[0])
-    for feats, sub in _screen(x, res):
+    for feats, sub in _screen(x, res, min_cases=min_cases):
         _store_icc(res, feats, sub, confidence)
     return res
 
@@ -245,7 +256,7 @@ def _group_results(x: np.ndarray, settings: Mapping[str, Any], rng: np.random.Ge
     """All metrics of one perturbation group; x is (features, cases, conditions), NaN where missing."""
     conf = settings["confidence"]
     res = _Results(ICC_METRICS + (CCC, COV, RANGE), x.shape[0])
-    for feats, sub in _screen(x, res):
+    for feats, sub in _screen(x, res, min_cases=max(2, settings.get("min_cases", 2))):
         _store_icc(res, feats, sub, conf)
         n = sub.shape[1]
         for metric, (mean, low_, high_, used) in _cov_range(sub, conf).items():

@@ -56,6 +56,15 @@ SETTINGS = Section(
         "verdict": Field(list, ["icc"], item=Field(str, choices=_VERDICT_METRICS), min_items=1,
                          doc="Metrics every perturbation must pass for a feature to be stable."),
         "bootstrap": Field(int, 1000, min=100, doc="Case-bootstrap resamples for the overall CCC interval."),
+        "min_cases": Field(int, 3, min=1,
+                           doc="Fewest cases a reliability analysis accepts (fewer: an error). Below 3 no "
+                               "interval is meaningful: lowering it runs with a loud warning."),
+        "recommended_cases": Field(int, 30, min=2,
+                                   doc="Koo & Li (2016): >= 30 heterogeneous cases; fewer runs with a warning "
+                                       "stating the interval width it implies."),
+        "recommended_conditions": Field(int, 3, min=2,
+                                        doc="Koo & Li (2016): >= 3 raters; a perturbation group with fewer "
+                                            "conditions (original included) gets a warning."),
     }
 )
 

@@ -32,6 +32,7 @@ from harmony.core.schema import (
 )
 from harmony.reliability.agreement import _dense, _factorize
 from harmony.reliability.arrays import _group_results, _pairwise, _Results
+from harmony.reliability.guards import check_homogeneous, check_study_size
 from harmony.reliability.settings import ALL, DEFAULT_SEED, resolve_settings
 from harmony.reliability.verdicts import _classify
 
@@ -62,6 +63,7 @@ class _Design:
         self.variant = vlabels[conditions[:, 0]]
         self.repeat = conditions[:, 1]
         (fcodes, self.feature_names), (ccodes, cases) = _factorize(features, FEATURE), _factorize(features, CASE_ID)
+        self.cases = cases
         labels = (self.feature_names, cases, np.array([f"{v} repeat {r}" for v, r in zip(self.variant, self.repeat)]))
         self.x = _dense((fcodes, ccodes, cond_code.ravel()), labels, features[VALUE].to_numpy(dtype=float),
                         (FEATURE, CASE_ID, "condition"))
@@ -94,8 +96,14 @@ class _Design:
 
 def reliability_table(features: pd.DataFrame, variants: pd.DataFrame | None = None, *,
                       settings: Mapping[str, Any] | None = None, rng: np.random.Generator | None = None,
-                      progress: bool | None = False, **overrides: Any) -> pd.DataFrame:
+                      progress: bool | None = False, cases: pd.DataFrame | None = None,
+                      **overrides: Any) -> pd.DataFrame:
     """Every reliability metric of every feature under every perturbation group (schema.RELIABILITY).
+
+    A study with fewer cases than ``min_cases`` is refused; fewer than ``recommended_cases`` (Koo & Li
+    2016: 30), or a group with fewer than ``recommended_conditions`` conditions, or cases of several
+    modalities or label meanings, gives a :class:`~harmony.core.notices.HarmonyWarning`
+    (:mod:`harmony.reliability.guards`).
 
     Parameters
     ----------
@@ -111,6 +119,9 @@ def reliability_table(features: pd.DataFrame, variants: pd.DataFrame | None = No
         Draws of the overall-CCC bootstrap; default ``numpy.random.default_rng(DEFAULT_SEED)``.
     progress : bool, optional
         progress bar over the perturbation groups (None: only on a terminal).
+    cases : DataFrame, optional
+        The cases table, to flag mixed modalities (its ``modality`` column, or the images' DICOM tag) or
+        label meanings (``label_meaning``).
 
     Returns
     -------
@@ -127,6 +138,8 @@ def reliability_table(features: pd.DataFrame, variants: pd.DataFrame | None = No
         rows, a variant has no row in ``variants``, or a (feature, case, variant, repeat) is repeated.
     ConfigError
         ``settings`` (with the overrides) do not validate.
+    StudyError
+        Fewer cases with values than ``min_cases``.
 
     See Also
     --------
@@ -142,7 +155,7 @@ def reliability_table(features: pd.DataFrame, variants: pd.DataFrame | None = No
     >>> feats = pd.DataFrame(rows, columns=schema.FEATURES.names)
     >>> kinds = pd.DataFrame({"variant_id": ["original", "n1", "n2"], "kind": ["original", "noise", "noise"],
     ...                       "params": "[]", "seed": 0})
-    >>> table = reliability_table(feats, kinds, bootstrap=200)
+    >>> table = reliability_table(feats, kinds, bootstrap=200, recommended_cases=8)
     >>> icc_a1 = table[table["metric"] == "ICC(A,1)"].reset_index(drop=True)
     >>> icc_a1[["perturbation", "estimate", "ci_low", "category", "stable"]].round(3)
       perturbation  estimate  ci_low   category  stable
@@ -152,8 +165,11 @@ def reliability_table(features: pd.DataFrame, variants: pd.DataFrame | None = No
     settings = resolve_settings(settings, **overrides)
     rng = np.random.default_rng(DEFAULT_SEED) if rng is None else rng
     design = _Design(features, variants)
+    groups = design.groups()
+    check_study_size(design.cases, {name: len(c) for name, c in groups.items()}, settings)
+    check_homogeneous(cases, design.cases)
     frames = []
-    for name, conditions in progress_bar(design.groups().items(), desc="reliability", unit="group",
+    for name, conditions in progress_bar(groups.items(), desc="reliability", unit="group",
                                          progress=progress):
         res = _group_results(design.x[:, :, conditions], settings, rng)
         frames.append(_rows(design.feature_names, name, len(conditions), res, settings))

@@ -36,7 +36,8 @@ from harmony.reliability.settings import (
     resolve_settings,
 )
 
-__all__ = ["feature_verdicts", "summary_counts"]
+__all__ = ["feature_verdicts", "summary_counts", "judged_values", "judged_words", "category_bands", "rule_sentence",
+           "stable_by_perturbation"]
 
 # -- categories and reasons ---------------------------------------------------------------------------
 
@@ -83,6 +84,132 @@ def _classify(metric: str, perturbation: str, values: np.ndarray, undefined: np.
         sign = (">=" if stable[i] else "<") if higher else ("<=" if stable[i] else ">")
         reasons.append(f"{metric} {word} {judged[i]:.2f} {sign} {threshold:.2f} under {perturbation}")
     return cats, stable, reasons
+
+
+def judged_values(reliability: pd.DataFrame, settings: Mapping[str, Any] | None = None,
+                  **overrides: Any) -> pd.Series:
+    """The value the rule judged on each row: its bound (``judge_on``) or, where that is undefined, its estimate.
+
+    Categories, stable flags, the report's figure bands and its text all read this one quantity.
+
+    Parameters
+    ----------
+    reliability : DataFrame
+        A reliability table: ``metric``, ``estimate``, ``ci_low``, ``ci_high`` at least.
+    settings : mapping, optional
+        A ``[reliability]`` section; keyword ``overrides`` are merged over it.
+
+    Returns
+    -------
+    Series
+        One float per row (index of ``reliability``); NaN for a range row (never judged). A table without
+        the bound's column (estimates only) is judged on its estimates.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"metric": ["ICC(A,1)", "ICC(A,1)", "CoV"], "estimate": [0.9, 0.8, 0.05],
+    ...                      "ci_low": [0.7, float("nan"), 0.02], "ci_high": [0.97, 0.9, 0.09]})
+    >>> judged_values(rows).tolist()
+    [0.7, 0.8, 0.09]
+    >>> judged_values(rows, judge_on="estimate").tolist()
+    [0.9, 0.8, 0.05]
+    """
+    settings = resolve_settings(settings, **overrides)
+    out = pd.Series(np.nan, index=reliability.index, dtype=float)
+    for metric in reliability[METRIC].unique():
+        if metric == RANGE:
+            continue
+        bound = _rule(metric, settings)[0]
+        bound = bound if bound in reliability.columns else ESTIMATE  # a table of estimates only
+        sel = reliability[METRIC] == metric
+        out[sel] = reliability.loc[sel, bound].where(reliability.loc[sel, bound].notna(),
+                                                     reliability.loc[sel, ESTIMATE]).astype(float)
+    return out
+
+
+def judged_words(metric: str, settings: Mapping[str, Any] | None = None) -> str:
+    """What :func:`judged_values` holds for ``metric``, in words (``"lower bound of the 95% interval"``).
+
+    Parameters
+    ----------
+    metric : str
+        A reliability metric label.
+    settings : mapping, optional
+        A ``[reliability]`` section.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> judged_words("ICC(A,1)"), judged_words("CoV", {"judge_on": "estimate"})
+    ('lower bound of the 95% confidence interval', 'point estimate')
+    """
+    settings = resolve_settings(settings)
+    bound = _rule(metric, settings)[0]
+    if bound == ESTIMATE:
+        return "point estimate"
+    side = "lower" if bound == CI_LOW else "upper"
+    return f"{side} bound of the {settings['confidence']:.0%} confidence interval"
+
+
+def category_bands(metric: str, settings: Mapping[str, Any] | None = None) -> list[tuple[float, float, str]]:
+    """The categories of ``metric`` as (low, high, name) intervals of the judged value, lowest first.
+
+    Parameters
+    ----------
+    metric : str
+        An ICC form, ``CCC`` or ``CoV``.
+    settings : mapping, optional
+        A ``[reliability]`` section (its thresholds).
+
+    Returns
+    -------
+    list of (float, float, str)
+        The first band starts at ``-inf`` and the last ends at 1 (``inf`` for the CoV).
+
+    Examples
+    --------
+    >>> category_bands("ICC(A,1)")
+    [(-inf, 0.5, 'poor'), (0.5, 0.75, 'moderate'), (0.75, 0.9, 'good'), (0.9, 1.0, 'excellent')]
+    """
+    settings = resolve_settings(settings)
+    _, edges, names, _, higher = _rule(metric, settings)
+    bounds = [-np.inf if higher else 0.0, *edges, 1.0 if higher else np.inf]
+    return [(float(a), float(b), name) for a, b, name in zip(bounds[:-1], bounds[1:], names)]
+
+
+def rule_sentence(settings: Mapping[str, Any] | None = None) -> str:
+    """The stable rule of ``settings`` in one sentence, as the report states it.
+
+    Parameters
+    ----------
+    settings : mapping, optional
+        A ``[reliability]`` section.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> rule_sentence()  # doctest: +NORMALIZE_WHITESPACE
+    'A feature is stable when, under every perturbation kind and under all of them together, the lower bound
+    of the 95% confidence interval of its ICC(A,1) is >= 0.75; its category (Koo & Li 2016) is read from the
+    same lower bound of the 95% confidence interval.'
+    """
+    settings = resolve_settings(settings)
+    parts = []
+    for metric in _verdict_metric_names(settings):
+        threshold, higher = _rule(metric, settings)[3:]
+        parts.append(f"the {judged_words(metric, settings)} of its {metric} is {'>=' if higher else '<='} "
+                     f"{threshold:g}")
+    first = _verdict_metric_names(settings)[0]
+    source = {CCC: "McBride 2005", COV: f"low when <= {settings['cov_max']:g}"}.get(first, "Koo & Li 2016")
+    return (f"A feature is stable when, under every perturbation kind and under all of them together, "
+            f"{' and '.join(parts)}; its category ({source}) is read from the same "
+            f"{judged_words(first, settings)}.")
 
 
 # -- verdicts and summaries ---------------------------------------------------------------------------
@@ -199,3 +326,39 @@ def summary_counts(reliability: pd.DataFrame, settings: Mapping[str, Any] | None
     counts[STABLE] = rows.groupby(PERTURBATION, sort=False)[STABLE].sum().reindex(order).astype(int)
     counts.columns.name = None
     return counts
+
+
+def stable_by_perturbation(reliability: pd.DataFrame, settings: Mapping[str, Any] | None = None,
+                           **overrides: Any) -> pd.DataFrame:
+    """Per feature and perturbation group, whether every verdict metric passes there (one column per group).
+
+    :func:`feature_verdicts` calls a feature stable when every column here is true.
+
+    Parameters
+    ----------
+    reliability : DataFrame
+        A reliability table.
+    settings : mapping, optional
+        A ``[reliability]`` section (its ``verdict``); keyword ``overrides`` are merged over it.
+
+    Returns
+    -------
+    DataFrame
+        ``feature`` and one bool column per perturbation (table order: the kinds, then ``all``).
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"feature": ["f", "f", "g", "g"], "perturbation": ["noise", "all"] * 2,
+    ...                      "metric": "ICC(A,1)", "stable": [True, False, True, True]})
+    >>> stable_by_perturbation(rows)
+      feature  noise    all
+    0       f   True  False
+    1       g   True   True
+    """
+    settings = resolve_settings(settings, **overrides)
+    rows = reliability[reliability[METRIC].isin(_verdict_metric_names(settings))]
+    order = list(dict.fromkeys(rows[PERTURBATION]))
+    wide = rows.groupby([FEATURE, PERTURBATION], sort=False)[STABLE].all().unstack(PERTURBATION)
+    wide = wide.reindex(columns=order).fillna(False).astype(bool).sort_index()
+    wide.columns.name = None
+    return wide.reset_index()

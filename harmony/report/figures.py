@@ -25,13 +25,16 @@ from matplotlib.figure import Figure
 from harmony.core import schema
 from harmony.harmonize import metrics as hm
 from harmony.reliability.settings import ALL as ALL_PERTURBATIONS
+from harmony.reliability.verdicts import category_bands, judged_values, judged_words
 
 __all__ = ["KOO_LI_BANDS", "HEATMAP_TOP_N", "primary_metric", "plot_icc_distribution", "heatmap_features",
-           "plot_icc_heatmap", "plot_site_effect", "pca_scores", "plot_pca", "plot_truth_correlation", "figure_png"]
+           "plot_icc_heatmap", "plot_site_effect", "pca_scores", "plot_pca", "plot_truth_correlation", "figure_png",
+           "judged_rows"]
 
 #: Koo & Li (2016) bands for reading an ICC: poor < 0.5 <= moderate < 0.75 <= good < 0.9 <= excellent.
 KOO_LI_BANDS = ((0.0, 0.5, "poor", "#f4c7c3"), (0.5, 0.75, "moderate", "#fce8b2"),
                 (0.75, 0.9, "good", "#d9ead3"), (0.9, 1.0, "excellent", "#b7e1cd"))
+_BAND_COLOURS = tuple(band[3] for band in KOO_LI_BANDS)
 
 
 #: Preference order when the manifest does not name the ICC form the run judged on.
@@ -39,6 +42,8 @@ _ICC_PREFERENCE = ("ICC(A,1)", "ICC(C,1)", "ICC(1,1)", "ICC(A,k)", "ICC(C,k)", "
 #: Most features the reliability heatmap shows (:func:`heatmap_features`).
 HEATMAP_TOP_N = 40
 _SITE_COLOURS = colormaps["tab10"]
+_TEST_LABELS = {"welch_anova": "Welch ANOVA", "anova": "ANOVA", "kruskal_wallis": "Kruskal-Wallis",
+                "anderson_darling": "Anderson-Darling (p capped 0.001-0.25)"}
 
 
 # -- small helpers ------------------------------------------------------------------------------------
@@ -118,19 +123,72 @@ def _kinds_of(reliability: pd.DataFrame) -> list[str]:
 
 # -- figures ------------------------------------------------------------------------------------------
 
-@_literal_text
-def plot_icc_distribution(reliability: pd.DataFrame, metric: str | None = None, ax: Axes | None = None) -> Figure:
-    """Box plot of every feature's reliability estimate, one box per perturbation kind, over Koo & Li bands.
+def judged_rows(reliability: pd.DataFrame, metric: str, settings: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """The rows of ``metric`` with a ``judged`` column: the value its category and stable flag were read from.
 
     Parameters
     ----------
     reliability : pandas.DataFrame
-        The reliability table (``feature``, ``perturbation``, ``metric``, ``estimate``, ...), as
+        The reliability table.
+    metric : str
+        The metric.
+    settings : mapping, optional
+        The run's ``[reliability]`` settings (``judge_on``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows of ``metric`` and their ``judged`` value (:func:`harmony.reliability.verdicts.judged_values`).
+
+    Examples
+    --------
+    >>> rel = pd.DataFrame({"metric": "ICC(A,1)", "estimate": [0.9], "ci_low": [0.7], "ci_high": [1.0]})
+    >>> judged_rows(rel, "ICC(A,1)")["judged"].tolist()
+    [0.7]
+    """
+    rows = reliability[reliability[schema.METRIC] == metric].copy()
+    rows["judged"] = judged_values(rows, settings)
+    return rows
+
+
+def _band_labels(ax: Axes, bands: list[tuple[float, float, str]], left: float, right: float) -> None:
+    """Band names above the axes, centred on each visible band; a name that would touch the previous one
+    (narrow bands, an axis running far below 0) is raised a line."""
+    fig = ax.figure
+    width_pt = ax.get_position().width * fig.get_figwidth() * 72  # the layout keeps it about so
+    previous_end, previous_raised = -np.inf, False
+    for low, high, name in bands:
+        low, high = max(low, left), min(high, right)
+        if high <= low:
+            continue
+        centre = ((low + high) / 2 - left) / (right - left)
+        half = 0.5 * len(name) * 8 * 0.6 / width_pt + 0.01  # about 0.6 em a character at 8 pt
+        raised = centre - half < previous_end and not previous_raised
+        ax.text(centre, 1.0 + (0.07 if raised else 0.0), name, transform=ax.transAxes, ha="center", va="bottom",
+                fontsize=8, color="#555555")
+        previous_end, previous_raised = centre + half, raised
+
+
+@_literal_text
+def plot_icc_distribution(reliability: pd.DataFrame, metric: str | None = None, ax: Axes | None = None,
+                          settings: Mapping[str, Any] | None = None) -> Figure:
+    """Box plot of every feature's judged reliability value, one box per perturbation kind, over its category bands.
+
+    The value plotted is the one the categories and the stable flag are read from (the lower confidence
+    bound by default, the estimate with ``judge_on = "estimate"``), so a point in a band is a feature of
+    that category.
+
+    Parameters
+    ----------
+    reliability : pandas.DataFrame
+        The reliability table (``feature``, ``perturbation``, ``metric``, ``estimate``, ``ci_low``, ...), as
         :func:`harmony.reliability.table.reliability_table` writes it.
     metric : str, optional
         The metric to show; by default :func:`primary_metric` of the table.
     ax : matplotlib.axes.Axes, optional
         Draw on these axes; by default on a new Figure (not registered with pyplot).
+    settings : mapping, optional
+        The run's ``[reliability]`` settings: what is judged and the category thresholds.
 
     Returns
     -------
@@ -140,20 +198,23 @@ def plot_icc_distribution(reliability: pd.DataFrame, metric: str | None = None, 
     Examples
     --------
     >>> rel = pd.DataFrame({"feature": ["a", "a", "b", "b"], "perturbation": ["noise", "all"] * 2,
-    ...                     "metric": "ICC(A,1)", "estimate": [0.95, 0.9, 0.4, 0.6]})
+    ...                     "metric": "ICC(A,1)", "estimate": [0.95, 0.9, 0.4, 0.6],
+    ...                     "ci_low": [0.9, 0.8, 0.1, 0.3], "ci_high": 1.0})
     >>> fig = plot_icc_distribution(rel)
     >>> [label.get_text() for label in fig.axes[0].get_yticklabels()]
     ['noise', 'all']
     """
     metric = metric or primary_metric(reliability)
-    rows = reliability[reliability[schema.METRIC] == metric]
+    rows = judged_rows(reliability, metric, settings)
     kinds = _kinds_of(rows)
-    fig, ax = _axes(ax, figsize=(7.5, 0.55 * len(kinds) + 1.6))
-    for low, high, name, colour in KOO_LI_BANDS:
-        ax.axvspan(low, high, color=colour, alpha=0.6, lw=0, zorder=0)
-        ax.text((low + high) / 2, 1.0, name, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
-                fontsize=8, color="#555555")
-    data = [rows.loc[rows[schema.PERTURBATION] == k, schema.ESTIMATE].dropna().to_numpy() for k in kinds]
+    fig, ax = _axes(ax, figsize=(7.5, 0.55 * len(kinds) + 1.8))
+    data = [rows.loc[rows[schema.PERTURBATION] == k, "judged"].dropna().to_numpy() for k in kinds]
+    low = min([0.0] + [float(np.min(v)) for v in data if len(v)])
+    left, right = max(low, -1.0) - 0.02, 1.02
+    bands = category_bands(metric, settings)
+    for (band_low, band_high, _), colour in zip(bands, _BAND_COLOURS):
+        ax.axvspan(max(band_low, left), min(band_high, right), color=colour, alpha=0.6, lw=0, zorder=0)
+    _band_labels(ax, bands, left, right)
     if kinds:
         ax.boxplot(data, orientation="horizontal", tick_labels=kinds, widths=0.55, showfliers=False,
                    patch_artist=True, boxprops={"facecolor": "white", "alpha": 0.85}, medianprops={"color": "#1f4e79"},
@@ -161,19 +222,22 @@ def plot_icc_distribution(reliability: pd.DataFrame, metric: str | None = None, 
         for i, values in enumerate(data, start=1):
             jitter = np.linspace(-0.18, 0.18, len(values)) if len(values) > 1 else np.zeros(len(values))
             ax.scatter(values, i + jitter, s=7, color="#1f4e79", alpha=0.45, lw=0, zorder=3)
-    low = min([0.0] + [float(np.min(v)) for v in data if len(v)])
-    ax.set_xlim(max(low, -1.0) - 0.02, 1.02)
-    ax.set_xlabel(f"{metric} per feature (higher = more reproducible)")
+    if low < -1.0:
+        ax.annotate(f"{sum(int((v < -1).sum()) for v in data)} value(s) below -1 not shown", (0.0, -0.16),
+                    xycoords="axes fraction", fontsize=7, color="#555555")
+    ax.set_xlim(left, right)
+    ax.set_xlabel(f"{judged_words(metric, settings)} of {metric}, per feature")
     ax.set_ylabel("perturbation kind")
     ax.invert_yaxis()
     return fig
 
 
-def heatmap_features(reliability: pd.DataFrame, metric: str, top_n: int = HEATMAP_TOP_N) -> tuple[pd.DataFrame, bool]:
-    """Features x perturbation kinds matrix of ``metric``, at most ``top_n`` features.
+def heatmap_features(reliability: pd.DataFrame, metric: str, top_n: int = HEATMAP_TOP_N,
+                     settings: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, bool]:
+    """Features x perturbation kinds matrix of the judged value of ``metric``, at most ``top_n`` features.
 
-    When there are more than ``top_n`` features, the ``top_n`` whose estimate varies most between kinds
-    are kept (they tell kinds apart).
+    When there are more than ``top_n`` features, the ``top_n`` whose judged value (:func:`judged_rows`)
+    varies most between kinds are kept (they tell kinds apart).
 
     Parameters
     ----------
@@ -183,6 +247,8 @@ def heatmap_features(reliability: pd.DataFrame, metric: str, top_n: int = HEATMA
         The metric whose estimates fill the matrix.
     top_n : int, default HEATMAP_TOP_N
         The most features kept.
+    settings : mapping, optional
+        The run's ``[reliability]`` settings (what is judged).
 
     Returns
     -------
@@ -194,14 +260,15 @@ def heatmap_features(reliability: pd.DataFrame, metric: str, top_n: int = HEATMA
     Examples
     --------
     >>> rel = pd.DataFrame({"feature": ["a", "a", "b", "b"], "perturbation": ["noise", "all"] * 2,
-    ...                     "metric": "ICC(A,1)", "estimate": [0.95, 0.9, 0.4, 0.6]})
+    ...                     "metric": "ICC(A,1)", "estimate": [0.95, 0.9, 0.4, 0.6],
+    ...                     "ci_low": [0.9, 0.8, 0.1, 0.5], "ci_high": 1.0})
     >>> matrix, truncated = heatmap_features(rel, "ICC(A,1)", top_n=1)
     >>> list(matrix.index), list(matrix.columns), truncated
     (['b'], ['noise', 'all'], True)
     """
-    rows = reliability[reliability[schema.METRIC] == metric]
-    matrix = rows.pivot_table(index=schema.FEATURE, columns=schema.PERTURBATION, values=schema.ESTIMATE,
-                              aggfunc="first")
+    rows = judged_rows(reliability, metric, settings)
+    matrix = rows.pivot_table(index=schema.FEATURE, columns=schema.PERTURBATION, values="judged", aggfunc="first",
+                              dropna=False)
     matrix = matrix[_perturbation_order(matrix.columns)]
     truncated = len(matrix) > top_n
     if truncated:
@@ -216,8 +283,8 @@ def heatmap_features(reliability: pd.DataFrame, metric: str, top_n: int = HEATMA
 
 @_literal_text
 def plot_icc_heatmap(reliability: pd.DataFrame, metric: str | None = None, top_n: int = HEATMAP_TOP_N,
-                     ax: Axes | None = None) -> Figure:
-    """Heatmap of ``metric`` for features (rows) x perturbation kinds (columns), 0 (red) to 1 (green).
+                     ax: Axes | None = None, settings: Mapping[str, Any] | None = None) -> Figure:
+    """Heatmap of the judged value of ``metric``, features (rows) x perturbation kinds (columns), 0 (red) to 1 (green).
 
     Parameters
     ----------
@@ -229,6 +296,8 @@ def plot_icc_heatmap(reliability: pd.DataFrame, metric: str | None = None, top_n
         At most this many features, the most kind-dependent ones (:func:`heatmap_features`).
     ax : matplotlib.axes.Axes, optional
         Draw on these axes; by default on a new Figure (not registered with pyplot).
+    settings : mapping, optional
+        The run's ``[reliability]`` settings (what is judged).
 
     Returns
     -------
@@ -238,12 +307,13 @@ def plot_icc_heatmap(reliability: pd.DataFrame, metric: str | None = None, top_n
     Examples
     --------
     >>> rel = pd.DataFrame({"feature": ["a", "a", "b", "b"], "perturbation": ["noise", "all"] * 2,
-    ...                     "metric": "ICC(A,1)", "estimate": [0.95, 0.9, 0.4, 0.6]})
-    >>> plot_icc_heatmap(rel).axes[0].get_title()
-    'ICC(A,1) by perturbation kind'
+    ...                     "metric": "ICC(A,1)", "estimate": [0.95, 0.9, 0.4, 0.6],
+    ...                     "ci_low": [0.9, 0.8, 0.1, 0.5], "ci_high": 1.0})
+    >>> plot_icc_heatmap(rel, settings={"judge_on": "estimate"}).axes[0].get_title()
+    'ICC(A,1) point estimate by perturbation kind'
     """
     metric = metric or primary_metric(reliability)
-    matrix, truncated = heatmap_features(reliability, metric, top_n)
+    matrix, truncated = heatmap_features(reliability, metric, top_n, settings)
     fig, ax = _axes(ax, figsize=(1.1 * max(len(matrix.columns), 3) + 4.5, 0.22 * len(matrix) + 1.8))
     cmap = colormaps["RdYlGn"].with_extremes(under="#7f0000", bad="#dddddd")
     image = ax.imshow(matrix.to_numpy(dtype=float), aspect="auto", cmap=cmap, vmin=0.0, vmax=1.0,
@@ -251,11 +321,12 @@ def plot_icc_heatmap(reliability: pd.DataFrame, metric: str | None = None, top_n
     ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns], rotation=30, ha="right")
     ax.set_yticks(range(len(matrix)), [str(f) for f in matrix.index], fontsize=7)
     ax.tick_params(length=0)
-    title = f"{metric} by perturbation kind"
+    title = f"{metric} {judged_words(metric, settings)} by perturbation kind"
     if truncated:
         title += f" ({len(matrix)} most kind-dependent features)"
     ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, label=metric, extend="min", shrink=0.8)
+    fig.colorbar(image, ax=ax, label=f"{metric} ({judged_words(metric, settings).split(' of ')[0]})", extend="min",
+                 shrink=0.8)
     return fig
 
 
@@ -294,18 +365,25 @@ def plot_site_effect(site_effects: pd.DataFrame, ax: Axes | None = None, alpha: 
     score = -np.log10(wide.clip(lower=1e-300))
     for i, (test, group) in enumerate(score.groupby(level=hm.TEST)):
         if {"raw", "combat"} <= set(group.columns):
-            ax.scatter(group["raw"], group["combat"], s=14, alpha=0.7, label=str(test), color=_SITE_COLOURS(i))
-    top = float(np.nanmax(score.to_numpy())) if score.size else 1.0
-    top = max(top, -np.log10(alpha)) * 1.05
-    ax.plot([0, top], [0, top], color="#888888", lw=1)
-    for line in (ax.axvline, ax.axhline):
-        line(-np.log10(alpha), color="#c0392b", lw=1, ls="--")
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, top)
+            ax.scatter(group["raw"], group["combat"], s=14, alpha=0.7, label=_TEST_LABELS.get(str(test), str(test)),
+                       color=_SITE_COLOURS(i), marker="x" if test == "anderson_darling" else "o")
+    line = -np.log10(alpha)
+
+    def top(stage: str) -> float:  # each axis to its own points, never below the significance line
+        values = score[stage].to_numpy(dtype=float) if stage in score.columns else np.array([])
+        finite = values[np.isfinite(values)]
+        return max(float(finite.max()) if finite.size else 0.0, line) * 1.15
+
+    x_top, y_top = top("raw"), top("combat")
+    ax.plot([0, min(x_top, y_top)], [0, min(x_top, y_top)], color="#888888", lw=1)
+    for draw in (ax.axvline, ax.axhline):
+        draw(line, color="#c0392b", lw=1, ls="--")
+    ax.set_xlim(0, x_top)
+    ax.set_ylim(0, y_top)
     ax.set_xlabel("site effect before, -log10(adjusted p)")
     ax.set_ylabel("site effect after ComBat, -log10(adjusted p)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(title="test", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # after harmonization the points lie low: the legend goes up
+        ax.legend(title="test", fontsize=8, loc="upper right")
     return fig
 
 
@@ -436,6 +514,10 @@ def plot_truth_correlation(truth_correlation: pd.DataFrame, ax: Axes | None = No
     for i, (truth, group) in enumerate(wide.groupby(level=hm.TRUTH)):
         if {"raw", "combat"} <= set(group.columns):
             label = str(truth).removeprefix(schema.TRUTH_PREFIX)
+            for unit in ("mm3", "mm"):  # truth_radius_mm -> radius (mm)
+                if label.endswith(f"_{unit}"):
+                    label = f"{label[:-len(unit) - 1]} ({unit})"
+                    break
             ax.scatter(group["raw"], group["combat"], s=14, alpha=0.7, label=label, color=_SITE_COLOURS(i % 10))
     ax.plot([0, 1], [0, 1], color="#888888", lw=1)
     ax.set_xlim(0, 1)

@@ -16,15 +16,24 @@ from matplotlib.figure import Figure
 
 from harmony.core import schema
 from harmony.core.manifest import NOT_RUN
+from harmony.core.notices import Notice
 from harmony.harmonize import metrics as hm
+from harmony.reliability.guards import study_size_sentence
 from harmony.reliability.settings import ALL as ALL_PERTURBATIONS
 from harmony.reliability.settings import resolve_settings
-from harmony.reliability.verdicts import feature_verdicts, summary_counts
+from harmony.reliability.verdicts import (
+    feature_verdicts,
+    judged_words,
+    rule_sentence,
+    stable_by_perturbation,
+    summary_counts,
+)
 from harmony.report.figures import (
     HEATMAP_TOP_N,
     _kinds_of,
     figure_png,
     heatmap_features,
+    judged_rows,
     plot_icc_distribution,
     plot_icc_heatmap,
     plot_pca,
@@ -33,7 +42,8 @@ from harmony.report.figures import (
     primary_metric,
 )
 
-__all__ = ["WORST_PERTURBATION", "TABLE_ROW_LIMIT", "stable_features", "render_report"]
+__all__ = ["WORST_PERTURBATION", "TABLE_ROW_LIMIT", "stable_features", "render_report", "notices_html",
+           "readable_metric", "render_harmonization_report"]
 
 #: Column of reliability.feature_verdicts naming the perturbation of a feature's weakest check.
 WORST_PERTURBATION = "worst_perturbation"
@@ -92,6 +102,10 @@ code, pre { font-family:"SFMono-Regular", Consolas, "Liberation Mono", monospace
 pre { background:var(--soft); padding:12px; border-radius:4px; overflow:auto; max-height:360px; }
 .muted { color:var(--muted); }
 .ok { color:#1e7b34; font-weight:600; } .bad { color:#b03a2e; font-weight:600; }
+.rule { font-weight:600; margin:4px 0 12px; }
+.loud { background:#fdecea; border:2px solid #b03a2e; color:#7b1f16; padding:12px 16px; border-radius:6px;
+        margin:0 0 22px; font-weight:600; }
+ul.notices li { margin:4px 0; }
 footer { text-align:center; color:var(--muted); font-size:12px; padding:10px; }
 """
 
@@ -236,14 +250,42 @@ def _why_not_run(run: Mapping[str, Any], stage: str, default: str) -> str:
     return record.get(NOT_RUN, default)
 
 
-def _weakest_kind(reliability: pd.DataFrame, metric: str) -> str:
-    """One sentence: the single perturbation kinds ordered by their features' median estimate."""
-    rows = reliability[(reliability[schema.METRIC] == metric) & (reliability[schema.PERTURBATION] != ALL_PERTURBATIONS)]
-    medians = rows.groupby(schema.PERTURBATION)[schema.ESTIMATE].median().dropna().sort_values()
+def _weakest_kind(reliability: pd.DataFrame, metric: str, settings: Mapping[str, Any]) -> str:
+    """One sentence: the single perturbation kinds ordered by the median of their features' judged value."""
+    rows = judged_rows(reliability, metric, settings)
+    rows = rows[rows[schema.PERTURBATION] != ALL_PERTURBATIONS]
+    medians = rows.groupby(schema.PERTURBATION)["judged"].median().dropna().sort_values()
     if len(medians) < 2:
         return ""
     listed = ", ".join(f"{kind} {value:.2f}" for kind, value in medians.items())
-    return f"Median {metric}: {listed}; {medians.index[0]} changes the features most."
+    return f"Median {judged_words(metric, settings)}: {listed}; {medians.index[0]} changes the features most."
+
+
+#: Where the stability section's CSV files are, relative to the report.
+_STABLE_CSV, _BY_PERTURBATION_CSV = "reliability/stable_features.csv", "reliability/stable_by_perturbation.csv"
+
+
+def _study_size(reliability: pd.DataFrame, metric: str, settings: Mapping[str, Any]) -> str:
+    rows = reliability[reliability[schema.METRIC] == metric]
+    if not len(rows):
+        return ""
+    return study_size_sentence(int(rows[schema.N_CASES].max()), int(rows[schema.N_VARIANTS].min()), settings)
+
+
+def _stable_lists(reliability: pd.DataFrame, settings: Mapping[str, Any], kinds: Sequence[str]) -> str:
+    """Per perturbation group, how many and which features pass the rule there."""
+    wide = stable_by_perturbation(reliability, settings)
+    rows = []
+    for kind in kinds:
+        if kind not in wide.columns:
+            continue
+        names = wide.loc[wide[kind], schema.FEATURE].tolist()
+        label = "all variants pooled (the whole design)" if kind == ALL_PERTURBATIONS else kind
+        listed = ", ".join(_e(n) for n in names) if names else '<span class="muted">none</span>'
+        rows.append(f"<tr><td>{_e(label)}</td><td class=\"num\">{len(names)}</td>"
+                    f"<td><details><summary>show</summary>{listed}</details></td></tr>")
+    return ("<table><thead><tr><th>passes under</th><th class=\"num\">features</th><th>which</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
 
 
 def _stability_section(run: Mapping[str, Any], figures: _Figures) -> str:
@@ -252,20 +294,25 @@ def _stability_section(run: Mapping[str, Any], figures: _Figures) -> str:
         why = _why_not_run(run, "reliability", "no reliability table in this run")
         return f'<section id="stability"><h2>Stability</h2><p class="muted">Not run: {_e(why)}.</p></section>'
     manifest = run["manifest"]
+    settings = _reliability_settings(manifest)
     metric = primary_metric(reliability, manifest)
+    judged = judged_words(metric, settings)
+    shown = f"Each point is the {judged} of a feature's {metric}"
     kinds = _kinds_of(reliability[reliability[schema.METRIC] == metric])
     n_features = reliability[schema.FEATURE].nunique()
-    dist = figures("icc_distribution", plot_icc_distribution(reliability, metric),
-                   f"{metric} of each feature under each perturbation kind; the coloured bands are Koo & Li's "
-                   f"categories. {_weakest_kind(reliability, metric)}", f"{metric} distribution per perturbation kind")
-    _, truncated = heatmap_features(reliability, metric)
-    heat_caption = (f"{metric} per feature (rows) and perturbation kind (columns). "
-                    + (f"Only the {HEATMAP_TOP_N} of {n_features} features whose {metric} differs most between kinds "
+    dist = figures("icc_distribution", plot_icc_distribution(reliability, metric, settings=settings),
+                   f"{shown}, under each perturbation kind; the coloured bands are the categories read from that "
+                   f"same value, so a point in a band is a feature counted in that category below. "
+                   f"{_weakest_kind(reliability, metric, settings)}", f"{metric} distribution per perturbation kind")
+    _, truncated = heatmap_features(reliability, metric, settings=settings)
+    heat_caption = (f"The {judged} of {metric} per feature (rows) and perturbation kind (columns), the value "
+                    "the categories and the stable flags are read from. "
+                    + (f"Only the {HEATMAP_TOP_N} of {n_features} features whose value differs most between kinds "
                        "are shown; the full table is reliability.parquet." if truncated else
                        f"All {n_features} features."))
-    heat = figures("icc_heatmap", plot_icc_heatmap(reliability, metric), heat_caption,
+    heat = figures("icc_heatmap", plot_icc_heatmap(reliability, metric, settings=settings), heat_caption,
                    "heatmap of features by perturbation kind")
-    counts = summary_counts(reliability, _reliability_settings(manifest)).reindex(kinds)
+    counts = summary_counts(reliability, settings).reindex(kinds)
     counts = counts.loc[:, (counts != 0).any(axis=0) | (counts.columns == schema.STABLE)].reset_index()
     stable = stable_features(reliability, manifest)
     columns = [schema.FEATURE, WORST_PERTURBATION, schema.METRIC, schema.ESTIMATE, schema.CI_LOW, schema.CI_HIGH,
@@ -273,21 +320,117 @@ def _stability_section(run: Mapping[str, Any], figures: _Figures) -> str:
     stable_table = stable[columns].rename(columns={WORST_PERTURBATION: "weakest under"})
     return (
         '<section id="stability"><h2>Stability: which features survive perturbation</h2>'
+        + f'<p class="rule">{_e(rule_sentence(settings))}</p>'
         + _read(f"Each feature was extracted from every case under every perturbation variant. {_e(metric)} "
                 "measures how well the cases keep their ranking and values across variants: near 1, a feature "
                 "describes the lesion, not the perturbation; below 0.5, the perturbation dominates. Compare the "
-                "kinds to see which perturbation breaks which feature, and build models only on the stable list.")
+                "kinds to see which perturbation breaks which feature, and build models only on the stable list. "
+                + _study_size(reliability, metric, settings))
         + dist + f"<h3>Features per {_e(metric)} category and perturbation kind</h3>"
+        + f'<p class="muted">Counted on the {_e(judged)} of {_e(metric)}, as the figures above and below show it; '
+          "<code>stable</code> counts the features that pass the rule under that kind.</p>"
         + _table(counts, numeric=[c for c in counts.columns if c != schema.PERTURBATION], scroll=False)
         + heat
+        + "<h3>Stable under each perturbation kind</h3>"
+        + f'<p class="muted">Features passing the rule under one kind may still fail under another. Per feature and '
+          f'kind: <a href="{_BY_PERTURBATION_CSV}">{_BY_PERTURBATION_CSV}</a>.</p>'
+        + _stable_lists(reliability, settings, kinds)
         + f"<h3>Stable features ({len(stable)} of {n_features})</h3>"
-        + '<p class="muted">A feature is stable when it passes the run\'s reliability rule under every '
-          "perturbation kind and under the whole design; each row shows its weakest check, with the 95% "
-          "confidence interval (ci_low, ci_high).</p>"
+        + '<p class="muted">Stable under every perturbation kind and under all of them together; each row shows its '
+          f"weakest check, with the {settings['confidence']:.0%} confidence interval (ci_low, ci_high). Every "
+          f'feature\'s verdict and reason: <a href="{_STABLE_CSV}">{_STABLE_CSV}</a>.</p>'
         + (_table(stable_table, numeric=[schema.ESTIMATE, schema.CI_LOW, schema.CI_HIGH, schema.N_CASES])
            if len(stable) else '<p class="bad">No feature is stable under this design.</p>')
         + "</section>"
     )
+
+
+def _notices(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The warnings recorded by the run's stages (in stage order), or by a single command."""
+    found = list(manifest.get("warnings") or [])
+    for record in (manifest.get("stages") or {}).values():
+        found += (record or {}).get("warnings") or []
+    return found
+
+
+def notices_html(manifest: Mapping[str, Any]) -> tuple[str, str]:
+    """(banner, section): a loud banner for a lowered guard, and the list of the run's warnings, or ("", "").
+
+    Parameters
+    ----------
+    manifest : mapping
+        A manifest whose ``warnings`` or ``stages.*.warnings`` hold :meth:`~harmony.core.notices.WarningLog.records`.
+
+    Returns
+    -------
+    (str, str)
+        HTML.
+
+    Examples
+    --------
+    >>> banner, section = notices_html({"warnings": [{"why": "GUARD LOWERED: 2 cases", "feature": None,
+    ...                                              "site": None, "case": None, "kind": "harmony", "count": 1}]})
+    >>> 'class="loud"' in banner, "2 cases" in section
+    (True, True)
+    """
+    notices = [Notice(**{k: r.get(k) for k in ("why", "feature", "site", "case")}, kind=r.get("kind", "harmony"),
+                      count=int(r.get("count", 1))) for r in _notices(manifest)]
+    if not notices:
+        return "", ""
+    loud = [n for n in notices if n.why.startswith("GUARD LOWERED")]
+    banner = "".join(f'<div class="loud">{_e(n.text)}</div>' for n in loud)
+    items = "".join(f"<li>{_e(n.text)}</li>" for n in notices)
+    section = ('<section id="warnings"><h2>Warnings</h2>'
+               + _read("Each warning raised while this run computed its tables, once, with how often it came up. "
+                       "They do not stop the run; they say where a number above deserves less trust.")
+               + f'<ul class="notices">{items}</ul></section>')
+    return banner, section
+
+
+#: Plain names of the site tests of harmonize's tables.
+_TEST_NAMES = {"welch_anova": "Welch ANOVA", "anova": "one-way ANOVA", "kruskal_wallis": "Kruskal-Wallis",
+               "anderson_darling": "Anderson-Darling (k-sample)"}
+_AD_CAPS = ("Anderson-Darling p values are capped by scipy to the range of its tables, 0.001 to 0.25: its points "
+            "pile up on the lines those caps make (after adjustment), and read as 'p < 0.001' or 'p > 0.25', not "
+            "as exact values. ")
+
+
+def _has_ad(site_effects: pd.DataFrame) -> bool:
+    return "anderson_darling" in set(site_effects[hm.TEST])
+
+
+def readable_metric(name: str) -> str:
+    """A summary metric of harmonize's table in words; an unknown name is returned as it is.
+
+    ``mean_abs_correlation[truth_radius_mm]`` becomes ``mean |r| with the truth: radius (mm)``.
+
+    Parameters
+    ----------
+    name : str
+        The ``metric`` of :data:`harmony.harmonize.metrics.SUMMARY`.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> readable_metric("mean_abs_correlation[truth_radius_mm]")
+    'mean |r| with the truth: radius (mm)'
+    >>> readable_metric("welch_anova_fraction_significant")
+    'share of features differing between sites (Welch ANOVA, adjusted p < 0.05)'
+    """
+    if name.startswith("mean_abs_correlation[") and name.endswith("]"):
+        truth = name[len("mean_abs_correlation["):-1].removeprefix(schema.TRUTH_PREFIX)
+        for unit in ("mm", "hu", "mm3"):
+            if truth.endswith(f"_{unit}"):
+                truth = f"{truth[:-len(unit) - 1]} ({unit.upper() if unit == 'hu' else unit})"
+        return f"mean |r| with the truth: {truth.replace('_', ' ')}"
+    for test, label in _TEST_NAMES.items():
+        if name == f"{test}_fraction_significant":
+            return f"share of features differing between sites ({label}, adjusted p < 0.05)"
+    return {"site_classifier_accuracy": "site classifier accuracy (cross-validated)",
+            "site_classifier_chance": "site classifier accuracy by chance (largest site's share)"}.get(name, name)
 
 
 def _significant_counts(site_effects: pd.DataFrame) -> str:
@@ -299,7 +442,8 @@ def _significant_counts(site_effects: pd.DataFrame) -> str:
     n = rows.groupby(schema.STAGE)[hm.SIGNIFICANT].agg(["sum", "size"])
     if not {"raw", "combat"} <= set(n.index):
         return ""
-    return (f"{test}: {int(n.loc['raw', 'sum'])} of {int(n.loc['raw', 'size'])} features differ significantly "
+    return (f"{_TEST_NAMES.get(test, test)}: {int(n.loc['raw', 'sum'])} of {int(n.loc['raw', 'size'])} features "
+            "differ significantly "
             f"between sites before, {int(n.loc['combat', 'sum'])} after.")
 
 
@@ -347,14 +491,18 @@ def _harmonization_section(run: Mapping[str, Any], figures: _Figures) -> str:
                                    aggfunc="first", sort=False)
         wide = wide[[s for s in schema.STAGES if s in wide.columns]].rename(
             columns={"raw": "before", "combat": "after ComBat"}).reset_index()
+        wide[schema.METRIC] = wide[schema.METRIC].map(readable_metric)
         parts += ["<h3>Summary</h3>", _table(wide, numeric=["before", "after ComBat"], scroll=False)]
     site_effects = run["site_effects"]
     if site_effects is not None and len(site_effects):
         parts += ["<h3>Site effect per feature</h3>",
                   figures("site_effect", plot_site_effect(site_effects),
                           "Each point is a feature and test: the p value (Benjamini-Hochberg adjusted) of its "
-                          "association with site before (x) and after (y) ComBat, on a -log10 scale. Dashed "
-                          f"lines: p = 0.05. {_significant_counts(site_effects)}", "site effect before and after")]
+                          "association with site before (x) and after (y) ComBat, on a -log10 scale; each axis is "
+                          "scaled to its own points, so the grey diagonal (no change) is not at 45 degrees when "
+                          "harmonization removed most of the effect. Dashed lines: p = 0.05. "
+                          f"{_AD_CAPS if _has_ad(site_effects) else ''}{_significant_counts(site_effects)}",
+                          "site effect before and after")]
     pca = []
     for stage in schema.STAGES:
         try:
@@ -393,6 +541,20 @@ def _failures_section(run: Mapping[str, Any]) -> str:
             + body + "</section>")
 
 
+def _page(name: str, subtitle: str, sections: Sequence[str], links: Sequence[tuple[str, str]],
+          versions: Mapping[str, Any]) -> str:
+    nav = "".join(f'<a href="#{key}">{label}</a>' for key, label in links)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>harmony report: {_e(name)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>harmony report: {_e(name)}</h1><p>{_e(subtitle)}</p></header>"
+        f"<nav>{nav}</nav><main>{''.join(sections)}</main>"
+        f"<footer>harmony {_e(versions.get('harmony-radiomics', ''))} · self-contained page: figures are embedded "
+        "and also saved as PNG in figures/</footer></body></html>\n"
+    )
+
+
 def render_report(run: Mapping[str, Any], figures_dir: str | os.PathLike) -> str:
     """The report's HTML text for the tables of a run; its figures are also written to ``figures_dir``.
 
@@ -426,19 +588,49 @@ def render_report(run: Mapping[str, Any], figures_dir: str | os.PathLike) -> str
     manifest = run["manifest"]
     config = manifest.get("config") or {}
     name = (config.get("experiment") or {}).get("name", "harmony run") if isinstance(config, Mapping) else "harmony run"
-    sections = [_summary_section(run), _stability_section(run, figures), _harmonization_section(run, figures),
-                _failures_section(run)]
-    nav = "".join(f'<a href="#{key}">{label}</a>' for key, label in
-                  (("summary", "Summary"), ("stability", "Stability"), ("harmonization", "Harmonization"),
-                   ("failures", "Failures")))
-    versions = manifest.get("versions") or {}
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>harmony report: {_e(name)}</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>harmony report: {_e(name)}</h1><p>Feature reproducibility and scanner harmonization, "
-        f"finished {_e(manifest.get('finished', '–'))}</p></header>"
-        f"<nav>{nav}</nav><main>{''.join(sections)}</main>"
-        f"<footer>harmony {_e(versions.get('harmony-radiomics', ''))} · self-contained page: figures are embedded "
-        "and also saved as PNG in figures/</footer></body></html>\n"
-    )
+    banner, notices = notices_html(manifest)
+    sections = [banner, _summary_section(run), notices, _stability_section(run, figures),
+                _harmonization_section(run, figures), _failures_section(run)]
+    links = [("summary", "Summary")] + ([("warnings", "Warnings")] if notices else []) + [
+        ("stability", "Stability"), ("harmonization", "Harmonization"), ("failures", "Failures")]
+    return _page(name, f"Feature reproducibility and scanner harmonization, finished {manifest.get('finished', '–')}",
+                 sections, links, manifest.get("versions") or {})
+
+
+def render_harmonization_report(tables: Mapping[str, Any], figures_dir: str | os.PathLike,
+                                manifest: Mapping[str, Any] | None = None) -> str:
+    """The harmonization section as a page of its own (``harmony harmonize``): figures, tables, warnings.
+
+    Parameters
+    ----------
+    tables : mapping
+        ``harmonized``, ``site_effects``, ``truth_correlation`` and ``summary`` (or
+        ``harmonization_summary``), as :func:`~harmony.workflows.harmonization.run_harmonization` returns
+        them; any may be missing.
+    figures_dir : str or path-like
+        Folder for the figures as ``<name>.png``.
+    manifest : mapping, optional
+        The command's manifest (its ``warnings`` are listed, its ``versions`` in the footer).
+
+    Returns
+    -------
+    str
+        A self-contained HTML page.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     page = render_harmonization_report({}, f"{folder}/figures")
+    >>> "Not run: no harmonized table" in page
+    True
+    """
+    manifest = dict(manifest or {})
+    run = {"manifest": manifest, "harmonized": tables.get("harmonized"), "site_effects": tables.get("site_effects"),
+           "truth_correlation": tables.get("truth_correlation"),
+           "harmonization_summary": tables.get("harmonization_summary", tables.get("summary"))}
+    banner, notices = notices_html(manifest)
+    links = [("harmonization", "Harmonization")] + ([("warnings", "Warnings")] if notices else [])
+    return _page("harmonize", f"ComBat harmonization across sites, finished {manifest.get('finished', '–')}",
+                 [banner, _harmonization_section(run, _Figures(Path(figures_dir))), notices], links,
+                 manifest.get("versions") or {})

@@ -19,7 +19,7 @@ from harmony.core.manifest import build_manifest, now_utc, write_manifest
 from harmony.core.schema import STABLE
 from harmony.reliability.settings import DEFAULT_SEED, SETTINGS, resolve_settings
 from harmony.reliability.table import PAIRWISE, pairwise_ccc, reliability_table
-from harmony.reliability.verdicts import feature_verdicts
+from harmony.reliability.verdicts import feature_verdicts, stable_by_perturbation
 from harmony.workflows.experiment import load_experiment
 
 __all__ = ["load_settings", "OUTPUTS", "run_reliability"]
@@ -70,12 +70,13 @@ def load_settings(config: str | os.PathLike | None = None,
 
 #: Files :func:`run_reliability` writes into its output directory.
 OUTPUTS = {"reliability": "reliability.parquet", "pairwise": "ccc_pairwise.parquet",
-           "verdicts": "stable_features.csv"}
+           "verdicts": "stable_features.csv", "by_perturbation": "stable_by_perturbation.csv"}
 
 
 def run_reliability(features_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         variants_path: str | os.PathLike | None = None, settings: Mapping[str, Any] | None = None,
-        seed: int = DEFAULT_SEED, progress: bool | None = None) -> dict[str, pd.DataFrame]:
+        seed: int = DEFAULT_SEED, progress: bool | None = None,
+        cases: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """``harmony reliability``: read the tables, compute, write :data:`OUTPUTS` and a manifest.
 
     Parameters
@@ -93,12 +94,15 @@ def run_reliability(features_path: str | os.PathLike, out_dir: str | os.PathLike
         The bootstrap draws from ``numpy.random.default_rng(seed)``.
     progress : bool, optional
         A progress bar over the perturbation groups.
+    cases : DataFrame, optional
+        The cases table, to flag mixed modalities or label meanings.
 
     Returns
     -------
     dict of str to DataFrame
         ``reliability`` (:func:`harmony.reliability_table`), ``pairwise``
-        (:func:`~harmony.reliability.table.pairwise_ccc`) and ``verdicts`` (:func:`harmony.feature_verdicts`).
+        (:func:`~harmony.reliability.table.pairwise_ccc`), ``verdicts`` (:func:`harmony.feature_verdicts`)
+        and ``by_perturbation`` (:func:`~harmony.reliability.verdicts.stable_by_perturbation`).
 
     Raises
     ------
@@ -108,6 +112,8 @@ def run_reliability(features_path: str | os.PathLike, out_dir: str | os.PathLike
         ``settings`` do not validate.
     LockError
         Another live run holds ``out_dir``.
+    StudyError
+        Fewer cases than ``reliability.min_cases``.
     """
 
     started = now_utc()
@@ -120,12 +126,14 @@ def run_reliability(features_path: str | os.PathLike, out_dir: str | os.PathLike
             variants_path = beside
         variants = None if variants_path is None else read_table(variants_path, schema.VARIANTS)
         table = reliability_table(features, variants, settings=settings, rng=np.random.default_rng(seed),
-                                  progress=progress)
+                                  progress=progress, cases=cases)
         results = {"reliability": table, "pairwise": pairwise_ccc(features, variants, settings=settings),
-                   "verdicts": feature_verdicts(table, settings)}
+                   "verdicts": feature_verdicts(table, settings),
+                   "by_perturbation": stable_by_perturbation(table, settings)}
         write_table(table, out / OUTPUTS["reliability"], schema.RELIABILITY)
         write_table(results["pairwise"], out / OUTPUTS["pairwise"], PAIRWISE)
-        write_text(out / OUTPUTS["verdicts"], results["verdicts"].to_csv(index=False))
+        for name in ("verdicts", "by_perturbation"):
+            write_text(out / OUTPUTS[name], results[name].to_csv(index=False))
         n_features = len(results["verdicts"])
         write_manifest(out, build_manifest(
             command="reliability", config={"reliability": settings}, seeds={"bootstrap": seed}, started=started,

@@ -19,6 +19,7 @@ from harmony.core.errors import HarmonyError
 from harmony.core.files import read_table, write_table
 from harmony.core.lock import RunLock
 from harmony.core.manifest import build_manifest, now_utc, write_manifest
+from harmony.core.notices import collect_warnings
 from harmony.core.resources import resolve
 from harmony.extraction.adapter import make_extractor
 from harmony.extraction.engine import RunResult, run_tasks
@@ -30,7 +31,10 @@ from harmony.perturb.design import DESIGN, expand_design
 from harmony.perturb.variants import variants_from_table, variants_table
 from harmony.phantoms.cohort import simulate_cohort
 from harmony.phantoms.specs import load_cohort_spec
-from harmony.workflows.harmonization import run_harmonization
+from harmony.workflows.harmonization import (
+    run_harmonization,
+    write_harmonization_report,
+)
 from harmony.workflows.layout import FILES
 
 __all__ = ["extract_cases", "simulate_phantoms", "PerturbResult", "perturb_study", "harmonize_table"]
@@ -212,7 +216,10 @@ def harmonize_table(features_path: str | os.PathLike, out: str | os.PathLike, *,
                     covariates: Sequence[str] | None = None, model_path: str | os.PathLike | None = None,
                     combat_options: dict[str, Any] | None = None, n_splits: int = 5,
                     random_state: int = 0) -> dict[str, pd.DataFrame]:
-    """``harmony harmonize``: fit ComBat (or apply the model at ``model_path``) and measure the site effect.
+    """``harmony harmonize``: fit ComBat (or apply the saved model), measure the site effect, write the page.
+
+    Besides the tables of :func:`~harmony.workflows.harmonization.run_harmonization`, ``out`` gets ``report.html``
+    (the harmonization section of the report, with figures and the warnings raised).
 
     Parameters
     ----------
@@ -254,5 +261,8 @@ def harmonize_table(features_path: str | os.PathLike, out: str | os.PathLike, *,
         if options:
             raise HarmonyError(f"--model {model_path}: the saved model fixes the ComBat options; drop {sorted(options)}")
         options = {"model": ComBat.load(model_path)}
-    return run_harmonization(features, out, cases, batch=batch, covariates=covariates, n_splits=n_splits,
-                             random_state=random_state, **options)
+    with collect_warnings() as log:
+        results = run_harmonization(features, out, cases, batch=batch, covariates=covariates, n_splits=n_splits,
+                                    random_state=random_state, **options)
+        write_harmonization_report(out, results, log)
+    return results

@@ -11,20 +11,24 @@ import pandas as pd
 from sklearn.base import clone
 
 from harmony.core import schema
-from harmony.core.files import write_table
+from harmony.core.files import read_json, write_table, write_text
 from harmony.core.lock import RunLock
-from harmony.core.manifest import build_manifest, now_utc, write_manifest
+from harmony.core.manifest import MANIFEST_NAME, build_manifest, now_utc, write_manifest
+from harmony.core.notices import WarningLog
 from harmony.harmonize import metrics as hm
 from harmony.harmonize.combat import ComBat
 from harmony.harmonize.features import harmonization_inputs, harmonize_features
 from harmony.harmonize.inputs import HarmonizationError
+from harmony.report.page import render_harmonization_report
 
-__all__ = ["OUTPUTS", "run_harmonization"]
+__all__ = ["OUTPUTS", "run_harmonization", "REPORT_NAME", "write_harmonization_report"]
 
 #: Files :func:`run_harmonization` writes into its output directory.
 OUTPUTS = {"harmonized": "harmonized.parquet", "model": "model.json", "site_effects": "site_effects.parquet",
            "summary": "harmonization_summary.parquet", "truth_correlation": "truth_correlation.parquet",
            "covariate_effects": "covariate_effects.parquet"}
+#: The page :func:`write_harmonization_report` writes (figures beside it in ``figures/``).
+REPORT_NAME = "report.html"
 
 
 def run_harmonization(features: pd.DataFrame, out_dir: str | os.PathLike, cases: pd.DataFrame | None = None, *,
@@ -97,3 +101,34 @@ def run_harmonization(features: pd.DataFrame, out_dir: str | os.PathLike, cases:
                                          "n_splits": n_splits}, seeds={"classifier_cv": random_state},
             started=started, tasks={"cases": n_cases, "features": int(model.n_features_in_)}, outputs=OUTPUTS))
     return {"harmonized": harmonized, **metrics}
+
+
+def write_harmonization_report(out_dir: str | os.PathLike, results: dict[str, pd.DataFrame],
+                               warnings_log: WarningLog | None = None) -> Path:
+    """Write ``<out_dir>/report.html``: the harmonization section of the report, with the command's warnings.
+
+    The warnings are also added to ``<out_dir>/manifest.json`` (key ``warnings``).
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The output directory of :func:`run_harmonization` (its manifest is read and updated).
+    results : dict of str to DataFrame
+        What :func:`run_harmonization` returned.
+    warnings_log : WarningLog, optional
+        The warnings raised while harmonizing (:func:`harmony.core.notices.collect_warnings`).
+
+    Returns
+    -------
+    pathlib.Path
+        The page.
+    """
+    out = Path(out_dir)
+    manifest_path = out / MANIFEST_NAME
+    manifest = read_json(manifest_path) if manifest_path.is_file() else {}
+    if warnings_log is not None and len(warnings_log):
+        manifest["warnings"] = warnings_log.records()
+        write_manifest(out, manifest)
+    for stale in (out / "figures").glob("*.png"):
+        stale.unlink()
+    return write_text(out / REPORT_NAME, render_harmonization_report(results, out / "figures", manifest))

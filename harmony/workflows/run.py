@@ -40,6 +40,8 @@ from harmony.core.manifest import (
     versions,
     write_manifest,
 )
+from harmony.core.notices import WarningLog, collect_warnings
+from harmony.core.progress import log_stage
 from harmony.extraction.adapter import extraction_params
 from harmony.extraction.engine import run_tasks
 from harmony.harmonize.settings import combat_options
@@ -117,6 +119,8 @@ class _Run:
         self.summary = RunSummary(self.dir)
         self.seeds: dict[str, Any] = {"experiment": self.seed}
         self.versions = versions()  # an upgraded library reruns every stage it could change
+        #: the warnings of the stages run now (a skipped stage's stay in its record)
+        self.warnings = WarningLog()
 
     def path(self, key: str) -> Path:
         return self.dir / FILES[key]
@@ -134,15 +138,20 @@ class _Run:
         if record.get("input_hash") == digest:
             changed = _changed_outputs(self.dir, record, outputs)
             if not changed:
-                logger.info("stage %s: up to date, skipped", name)
+                log_stage("stage %s: up to date, skipped", name)
                 self.summary.stages[name] = "skipped (up to date)"
                 return
             logger.warning("stage %s: %s is missing or changed since this stage wrote it; running the stage again",
                            name, changed[0])
+        log_stage("stage %s: started", name)
         clock = time.perf_counter()
-        extra = work() or {}
-        self.records[name] = {"input_hash": digest, "finished": now_utc(),
-                              "seconds": round(time.perf_counter() - clock, 3), **extra,
+        with collect_warnings() as log:
+            extra = work() or {}
+        seconds = time.perf_counter() - clock
+        log_stage("stage %s: done in %.1f s", name, seconds)
+        self.warnings.merge(log)
+        self.records[name] = {"input_hash": digest, "finished": now_utc(), "seconds": round(seconds, 3),
+                              **({"warnings": log.records()} if len(log) else {}), **extra,
                               "outputs": {_relative(self.dir, p): file_digest(p) for p in outputs if p.is_file()}}
         self.summary.stages[name] = "done"
         self.write_manifest()
@@ -299,7 +308,7 @@ def _run_stages(run: _Run, config: Mapping[str, Any], params: dict[str, Any]) ->
         def assess():
             results = run_reliability(run.path("features"), run.dir / RELIABILITY_DIR,
                                       variants_path=run.path("variants"), settings=config["reliability"],
-                                      seed=run.seed, progress=progress)
+                                      seed=run.seed, progress=progress, cases=cases)
             verdicts = results["verdicts"]
             return {"features": len(verdicts), "stable": int(verdicts[schema.STABLE].sum())}
 

@@ -47,3 +47,25 @@ def test_an_explicit_choice_wins_over_the_terminals(monkeypatch, terminals):
     quiet = progress_bar(range(3), progress=False)
     assert quiet.disable and list(quiet) == [0, 1, 2]
     assert sys.stderr.getvalue() == ""
+
+
+def test_in_a_log_a_long_stage_writes_start_periodic_and_end_lines(monkeypatch, caplog):
+    import logging
+
+    from harmony.core import progress as module
+
+    monkeypatch.setattr(sys, "stdout", Stream(False))
+    monkeypatch.setattr(sys, "stderr", Stream(False))
+    clock = iter([0.0, 0.0, 40.0, 41.0, 80.0, 100.0])
+    monkeypatch.setattr(module.time, "monotonic", lambda: next(clock))
+    with caplog.at_level(logging.INFO, logger=module.PROGRESS_LOGGER):
+        with progress_bar(total=4, desc="extract", unit="task") as bar:
+            assert bar.disable
+            for _ in range(4):
+                bar.update()
+    lines = [r.getMessage() for r in caplog.records]
+    # updates at 0, 40, 41 and 80 s: a line when 30 s passed since the last (40 s: 2 done at 0.05 task/s, 2
+    # left -> ETA 40 s; 41 s: skipped; 80 s), and the closing line at 100 s
+    assert lines == ["extract: started, 0 of 4 tasks", "extract: 2 of 4 tasks (50%), 0.05 task/s, ETA 40s",
+                     "extract: 4 of 4 tasks (100%), 0.05 task/s, ETA 0s", "extract: 4 of 4 tasks done in 1m40s"]
+    assert sys.stderr.getvalue() == ""  # lines go to the logger; the CLI decides where they are shown

@@ -48,7 +48,7 @@ def test_every_section_present(written):
         assert f'<section id="{section}">' in page
     for text in ("Provenance", "config hash", "pyradiomics-bhklab", "Stable features", "category and perturbation kind",
                  "Site effect per feature", "Cases by site", "Correlation with the ground truth",
-                 "site_classifier_accuracy", "1 task(s) failed", "How to read this"):
+                 "site classifier accuracy (cross-validated)", "1 task(s) failed", "How to read this"):
         assert text in page, text
     assert page.count("How to read this") == 4
     # the heatmap is truncated to the most kind-dependent features and the caption says so
@@ -59,11 +59,13 @@ def test_captions_state_what_the_tables_say(written):
     run_dir, _, page = written
     rel = pd.read_parquet(run_dir / FILES["reliability"])
     medians = (rel[(rel.metric == "ICC(A,1)") & (rel.perturbation != "all")]
-               .groupby("perturbation")["estimate"].median().sort_values())
+               .groupby("perturbation")["ci_low"].median().sort_values())  # the judged value (ci_low)
     assert f"{medians.index[0]} changes the features most" in page
-    assert f"Median ICC(A,1): {medians.index[0]} {medians.iloc[0]:.2f}, " in page
+    assert (f"Median lower bound of the 95% confidence interval: {medians.index[0]} {medians.iloc[0]:.2f}, "
+            in page)
     # raw p values are all < 1e-3, harmonized ones all >= 0.05 (see synthetic_run)
-    assert f"anova: {N_FEATURES} of {N_FEATURES} features differ significantly between sites before, 0 after" in page
+    assert (f"one-way ANOVA: {N_FEATURES} of {N_FEATURES} features differ significantly between sites before, 0 "
+            "after") in page
     assert "accuracy 0.95 before and 0.35 after (chance 0.33)" in page
     assert f"{N_FEATURES} of {N_FEATURES} pairs keep or gain correlation" in page
 
