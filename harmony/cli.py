@@ -362,10 +362,22 @@ def _gate_ibsi_filters(args: argparse.Namespace) -> int:
 def _harmonize_args(p: argparse.ArgumentParser) -> None:
     from harmony.harmonize.settings import TRANSFORMS
 
-    p.add_argument("features", help="features table (Parquet), e.g. from `harmony extract`")
-    p.add_argument("--batch", default=None, help="batch column of the cases table (default: the features' site)")
-    p.add_argument("--cases", default=None, help="cases table (.csv or .parquet) with covariates and truth_* columns")
-    p.add_argument("--covariates", default=None, help="comma-separated cases columns whose effects are preserved")
+    from harmony.core.schema import MISSING_POLICIES
+
+    p.add_argument("features", help="features table: harmony's long table (from `harmony extract`), or a wide "
+                                    "CSV/TSV/Parquet with one row per subject (give --id)")
+    p.add_argument("--id", dest="id_column", default=None,
+                   help="wide table: its subject id column; the batch and covariates are columns of the same file")
+    p.add_argument("--missing", default="stop", choices=MISSING_POLICIES,
+                   help="wide table: on missing or non-numeric cells stop and name them (default), drop the "
+                        "incomplete feature columns, or drop the incomplete subjects")
+    p.add_argument("--feature-columns", default=None,
+                   help="wide table: comma-separated feature columns (default: every numeric column but the id, "
+                        "batch and covariates; diagnostics_* columns are skipped)")
+    p.add_argument("--batch", default=None, help="batch column (default: site)")
+    p.add_argument("--cases", default=None, help="long table: cases table (.csv or .parquet) with covariates and "
+                                                 "truth_* columns")
+    p.add_argument("--covariates", default=None, help="comma-separated columns whose effects are preserved")
     p.add_argument("--ref-batch", default=None, help="batch left unchanged; the others are mapped onto it")
     p.add_argument("--transform", default=None, choices=TRANSFORMS,
                    help="per-feature transform applied before ComBat and inverted after")
@@ -392,13 +404,19 @@ def _harmonize(args: argparse.Namespace) -> int:
     options = None if args.model else {"parametric": not args.nonparametric, "eb": not args.no_eb,
                                        "mean_only": args.mean_only, "ref_batch": args.ref_batch,
                                        "feature_transform": args.transform}
-    metrics = harmonize_table(args.features, args.out, cases_path=args.cases, batch=args.batch or schema.SITE,
+    feature_columns = [c.strip() for c in args.feature_columns.split(",") if c.strip()] if args.feature_columns \
+        else None
+    metrics = harmonize_table(args.features, args.out, cases_path=args.cases, batch=args.batch,
                               covariates=covariates, model_path=args.model, combat_options=options,
-                              n_splits=args.folds, random_state=args.seed)
+                              n_splits=args.folds, random_state=args.seed, id_column=args.id_column,
+                              missing=args.missing, feature_columns=feature_columns)
+    if "wide" in metrics:
+        print(f"{args.features}: {metrics['wide'].summary()}")
     summary = metrics["summary"].pivot(index=schema.METRIC, columns=schema.STAGE, values=schema.ESTIMATE)
     print(summary[[c for c in ("raw", "combat") if c in summary.columns]].round(3).to_string())
     n_cases = metrics["harmonized"][schema.CASE_ID].nunique()
-    print(f"harmonized {_count(n_cases, 'case')} -> {Path(args.out)} (report: {Path(args.out) / 'report.html'})")
+    where = metrics.get("wide_path", Path(args.out))
+    print(f"harmonized {_count(n_cases, 'case')} -> {where} (report: {Path(args.out) / 'report.html'})")
     return EXIT_OK
 
 
@@ -517,6 +535,67 @@ def _examples(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- harmony export -----------------------------------------------------------------------------------
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    from harmony.core.schema import TABLE_FORMATS
+
+    p.add_argument("run_dir", help="a folder written by `harmony run`")
+    p.add_argument("--out", default=None, help="where to write (default: RUN_DIR/export)")
+    p.add_argument("--format", dest="fmt", default="parquet", choices=TABLE_FORMATS, help="table format")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from harmony.workflows.export import export_run
+
+    written = export_run(args.run_dir, args.out, fmt=args.fmt)
+    table = written["model_table"]
+    print(f"{len(written['features'])} variant table(s) and {table.name} -> {table.parent}")
+    return EXIT_OK
+
+
+# -- harmony cases -----------------------------------------------------------------------------------
+
+def _cases_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="cases_command", required=True, metavar="SUBCOMMAND")
+    help_text = ("walk a DICOM tree (headers only), pair each image series with its RTSTRUCTs and SEGs, and write "
+                 "a cases CSV (one row per patient and ROI) and a table of the files left out")
+    s = sub.add_parser("scan", help=help_text, description=help_text)
+    s.add_argument("dir", help="the DICOM folder to walk")
+    s.add_argument("--out", dest="out_csv", default="cases.csv",
+                   help="cases CSV to write (default cases.csv); the problems go beside it as <name>_problems.csv")
+    s.add_argument("--roi", default=None, help="keep the ROIs (segment labels) with this name or fully matching this "
+                                               "case-insensitive regular expression, e.g. 'GTV.*' (default: all)")
+    s.add_argument("--site-tag", default="Manufacturer",
+                   help="DICOM keyword(s) whose values make the site, joined by '+', e.g. "
+                        "Manufacturer+ManufacturerModelName (default Manufacturer)")
+    s.add_argument("--covariates", default=None, help="comma-separated DICOM keywords read as covariates, e.g. "
+                                                      "PatientAge,PatientSex (ages in years, numbers as numbers)")
+    _add_quiet(s)
+
+
+def _cases(args: argparse.Namespace) -> int:
+    from harmony.core import schema
+    from harmony.core.dicom.scan import FILE, PROBLEM, scan_dicom, write_scan
+
+    site_tags = [t.strip() for t in args.site_tag.split("+") if t.strip()]
+    covariates = [c.strip() for c in args.covariates.split(",") if c.strip()] if args.covariates else []
+    result = scan_dicom(args.dir, roi=args.roi, site_tags=site_tags, covariates=covariates, progress=_progress(args))
+    cases_path, problems_path = write_scan(result, args.out_csv)
+    cases, problems = result.cases, result.problems
+    if cases.empty:
+        raise HarmonyError(f"{args.dir}: no image series paired with an RTSTRUCT or SEG ({len(problems)} file(s) left "
+                           f"out, see {problems_path})")
+    print(f"{len(cases)} cases of {cases[schema.PATIENT_ID].nunique()} patients on {cases[schema.SITE].nunique()} "
+          f"sites -> {cases_path}")
+    if len(problems):
+        counts = ", ".join(f"{n} {kind}" for kind, n in problems[PROBLEM].value_counts().items())
+        print(f"{len(problems)} file(s) left out ({counts}) -> {problems_path}", file=sys.stderr)
+        for row in problems.head(10).to_dict("records"):
+            print(f"  {row[PROBLEM]}: {row[FILE]}: {row['detail']}", file=sys.stderr)
+    return EXIT_OK
+
+
 # -- the command table --------------------------------------------------------------------------------
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -533,6 +612,9 @@ COMMANDS: list[Command] = [
     ("harmonize", "ComBat-harmonize features across sites and measure the site effect", _harmonize_args, _harmonize),
     ("run", "run an experiment end to end: cohort, perturbations, extraction, reliability, harmonization, report",
      _run_args, _run),
+    ("export", "write a run's features as wide tables: per variant, and the stable harmonized model table",
+     _export_args, _export),
+    ("cases", "make a cases CSV from a DICOM folder (scan)", _cases_args, _cases),
     ("examples", "list the built-in examples, or copy them into a folder to edit", _examples_args, _examples),
 ]
 

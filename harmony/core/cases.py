@@ -10,11 +10,13 @@ import pandas as pd
 import SimpleITK as sitk
 
 from harmony.core import schema
+from harmony.core.dicom.convert import convert_case, convert_cases
 from harmony.core.errors import CaseError
 from harmony.core.files import read_table, write_text
 from harmony.core.images import read_image
 
-__all__ = ["REQUIRED_COLUMNS", "load_cases", "check_geometry", "check_case", "write_cases", "load_case_images", "read_cases"]
+__all__ = ["REQUIRED_COLUMNS", "MAX_LABELS", "load_cases", "check_geometry", "check_case", "check_label_map",
+           "write_cases", "load_case_images", "read_cases"]
 
 #: The columns every cases CSV has; any further column is a covariate (or a ``truth_*`` value).
 REQUIRED_COLUMNS = (schema.CASE_ID, schema.IMAGE, schema.MASK, schema.SITE)
@@ -93,11 +95,35 @@ def load_cases(csv_path: str | os.PathLike, *, label: int = 1, tolerance: float 
     cases = raw.copy()
     for col in (schema.IMAGE, schema.MASK):
         cases[col] = [str((base / p).resolve()) if not Path(p).is_absolute() else p for p in raw[col]]
+    if check_files:  # DICOM series, RTSTRUCT and SEG become cached volumes; the dicom_* columns say from what
+        cases = convert_cases(cases)
+    labels = _case_labels(cases, csv_path, label)
     if check_files:
-        for row in cases.itertuples(index=False):
+        for row, case_label in zip(cases.itertuples(index=False), labels):
             row = row._asdict()
-            check_case(row[schema.CASE_ID], row[schema.IMAGE], row[schema.MASK], label=label, tolerance=tolerance)
+            check_case(row[schema.CASE_ID], row[schema.IMAGE], row[schema.MASK], label=case_label,
+                       tolerance=tolerance)
     return schema.CASES.validate(cases, source=str(csv_path))
+
+
+def _case_labels(cases: pd.DataFrame, csv_path: Path, label: int) -> list[int]:
+    """Each case's mask label: its ``label`` cell when the CSV has that column and the cell is filled, else
+    ``label``."""
+    if schema.LABEL not in cases.columns:
+        return [label] * len(cases)
+    labels = []
+    for case_id, cell in zip(cases[schema.CASE_ID], cases[schema.LABEL]):
+        if pd.isna(cell) or str(cell).strip() == "":
+            labels.append(label)
+            continue
+        try:
+            value = float(cell)
+        except ValueError:
+            value = float("nan")
+        if not (value.is_integer() and value >= 1):
+            raise CaseError(f"{csv_path}: case {case_id!r}: column 'label' must be an integer >= 1, got {cell!r}")
+        labels.append(int(value))
+    return labels
 
 
 def _header(path: str, what: str, case_id: str) -> sitk.ImageFileReader:
@@ -184,7 +210,7 @@ def check_case(case_id: str, image_path: str, mask_path: str, *, label: int = 1,
     ...     check_case("c1", str(image_path), str(mask_path), label=2)
     Traceback (most recent call last):
     ...
-    harmony.core.errors.CaseError: case 'c1': mask ... has no voxel with label 2 (labels present: [1])
+    harmony.core.errors.CaseError: case 'c1': mask ... has no voxel with label 2 (labels present: [1]); set ...
     """
     image_header = _header(image_path, "image", case_id)
     mask_header = _header(mask_path, "mask", case_id)
@@ -193,13 +219,66 @@ def check_case(case_id: str, image_path: str, mask_path: str, *, label: int = 1,
     if mask.GetNumberOfComponentsPerPixel() != 1:
         raise CaseError(f"case {case_id!r}: mask {mask_path} has {mask.GetNumberOfComponentsPerPixel()} "
                         "components per voxel, expected a scalar label map")
-    voxels = sitk.GetArrayViewFromImage(mask)
-    if not np.any(voxels):
-        raise CaseError(f"case {case_id!r}: mask {mask_path} is empty (no non-zero voxel)")
-    if not np.any(voxels == label):
-        present = np.unique(voxels[voxels != 0])[:10].tolist()
-        raise CaseError(f"case {case_id!r}: mask {mask_path} has no voxel with label {label} "
-                        f"(labels present: {present})")
+    check_label_map(sitk.GetArrayViewFromImage(mask), case_id=case_id, mask_path=mask_path, label=label)
+
+
+#: More distinct values than this in a mask mean it is an image, not a label map (atlases hold ~200 labels).
+MAX_LABELS = 256
+
+
+def check_label_map(voxels: np.ndarray, *, case_id: str, mask_path: str, label: int) -> None:
+    """Raise CaseError unless ``voxels`` are a label map holding ``label``.
+
+    A label map holds non-negative integers (any pixel type: a float mask of 0.0 and 1.0 is fine) and at
+    most :data:`MAX_LABELS` distinct values. An image given as the mask breaks one of these rules (a CT has
+    negative values, an MR thousands of values or fractions) and is refused before anything runs.
+
+    Parameters
+    ----------
+    voxels : numpy.ndarray
+        The mask's voxels.
+    case_id : str
+        The case, for the message.
+    mask_path : str
+        The mask's file, for the message.
+    label : int
+        The label the mask must hold.
+
+    Raises
+    ------
+    CaseError
+        The mask holds fractions, negative values or too many values ("did you swap image and mask?"), is
+        empty, or does not hold ``label`` (the labels present and the options that set it are named).
+
+    Examples
+    --------
+    >>> check_label_map(np.array([0, 1, 1, 2]), case_id="c1", mask_path="c1_mask.nrrd", label=2)
+    >>> check_label_map(np.array([-1000.0, 40.5, 60.0]), case_id="c1", mask_path="c1_mask.nrrd", label=1)
+    Traceback (most recent call last):
+    ...
+    harmony.core.errors.CaseError: case 'c1': mask c1_mask.nrrd holds ... did you swap image and mask?
+    """
+    where = f"case {case_id!r}: mask {mask_path}"
+    swapped = "not a label map: did you swap image and mask?"
+    if np.issubdtype(voxels.dtype, np.floating):
+        finite = np.isfinite(voxels)
+        if not finite.all():
+            raise CaseError(f"{where} holds NaN or infinite values; {swapped}")
+        fraction = voxels[voxels != np.round(voxels)]
+        if fraction.size:
+            raise CaseError(f"{where} holds non-integer values (e.g. {float(fraction.flat[0]):g}); {swapped}")
+    if voxels.size and voxels.min() < 0:
+        raise CaseError(f"{where} holds negative values (minimum {voxels.min():g}); {swapped}")
+    present = np.unique(voxels)
+    present = present[present != 0]
+    if present.size > MAX_LABELS:
+        raise CaseError(f"{where} holds {present.size} distinct values, more than {MAX_LABELS} labels; {swapped}")
+    if not present.size:
+        raise CaseError(f"{where} is empty (no non-zero voxel)")
+    if label not in present:
+        shown = [int(v) for v in present[:10]]
+        raise CaseError(f"{where} has no voxel with label {label} (labels present: {shown}); set the label with "
+                        "--label, [extraction.settings.setting] label, or a 'label' column in the cases CSV")
 
 
 def write_cases(cases: pd.DataFrame, csv_path: str | os.PathLike) -> Path:
@@ -247,7 +326,8 @@ def load_case_images(case: pd.Series | dict) -> tuple[sitk.Image, sitk.Image]:
     Parameters
     ----------
     case : pandas.Series or dict
-        A row of a cases table: ``case_id``, ``image`` and ``mask`` at least.
+        A row of a cases table: ``case_id``, ``image`` and ``mask`` at least (a DICOM series folder and an
+        RTSTRUCT or SEG with ``roi`` too, converted through the cache as :func:`load_cases` does).
 
     Returns
     -------
@@ -267,7 +347,10 @@ def load_case_images(case: pd.Series | dict) -> tuple[sitk.Image, sitk.Image]:
     harmony.core.errors.CaseError: case 'c1': image file not found: no/such/c1.nrrd
     """
     case_id = case[schema.CASE_ID]
-    return (read_image(case[schema.IMAGE], "image", case_id), read_image(case[schema.MASK], "mask", case_id))
+    roi = case.get(schema.ROI)
+    image, mask, _ = convert_case(case_id, case[schema.IMAGE], case[schema.MASK],  # a row not from load_cases
+                                  str(roi) if isinstance(roi, str) and roi.strip() else None)
+    return read_image(image, "image", case_id), read_image(mask, "mask", case_id)
 
 
 def read_cases(path: str | os.PathLike) -> pd.DataFrame:

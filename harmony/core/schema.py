@@ -17,9 +17,10 @@ if TYPE_CHECKING:  # pandas is imported where it is used, so `harmony validate` 
 __all__ = [
     "CASE_ID", "SITE", "IMAGE", "MASK", "VARIANT_ID", "KIND", "PARAMS", "SEED", "REPEAT", "FEATURE", "VALUE",
     "ERROR", "PERTURBATION", "METRIC", "ESTIMATE", "CI_LOW", "CI_HIGH", "N_CASES", "N_VARIANTS", "CATEGORY",
-    "STABLE", "REASON", "STAGE", "TRUTH_PREFIX", "ORIGINAL", "DIAGNOSTICS_PREFIX", "ICC_METRICS",
-    "RELIABILITY_METRICS", "STAGES", "Column", "TableSpec", "CASES", "VARIANTS", "FEATURES", "FAILURES",
-    "RELIABILITY", "HARMONIZED", "TABLES", "covariate_columns", "truth_columns", "wide_features",
+    "STABLE", "REASON", "STAGE", "PATIENT_ID", "LABEL", "ROI", "CASE_ATTRIBUTES", "MISSING_POLICIES",
+    "TABLE_FORMATS", "TRUTH_PREFIX", "DICOM_PREFIX", "ORIGINAL", "DIAGNOSTICS_PREFIX", "ICC_METRICS", "RELIABILITY_METRICS", "STAGES", "Column", "TableSpec", "CASES",
+    "VARIANTS", "FEATURES", "FAILURES", "RELIABILITY", "HARMONIZED", "TABLES", "covariate_columns", "truth_columns",
+    "wide_features",
 ]
 
 # -- column names ---------------------------------------------------------------------------------
@@ -46,8 +47,21 @@ CATEGORY = "category"
 STABLE = "stable"
 REASON = "reason"
 STAGE = "stage"
+#: Optional cases columns: the patient a case (lesion) belongs to, the case's own mask label, its ROI name.
+PATIENT_ID = "patient_id"
+LABEL = "label"
+ROI = "roi"
+#: Optional cases columns that describe a case rather than measure its subject: never covariates.
+CASE_ATTRIBUTES = (PATIENT_ID, LABEL, ROI)
+#: What to do with the missing cells of a wide table (``harmony harmonize --missing``): see
+#: :func:`harmony.core.wide.read_wide`.
+MISSING_POLICIES = ("stop", "drop-features", "drop-subjects")
+#: Formats harmony writes wide tables in (``harmony export --format``).
+TABLE_FORMATS = ("parquet", "csv")
 #: Prefix of the ground-truth columns of simulated cohorts (``truth_size``, ``truth_heterogeneity`` ...).
 TRUTH_PREFIX = "truth_"
+#: Prefix of the columns that record where a case converted from DICOM came from (source paths and UIDs).
+DICOM_PREFIX = "dicom_"
 #: ``variant_id`` of the identity perturbation chain, always present.
 ORIGINAL = "original"
 #: Prefix pyradiomics gives the keys that describe the extraction rather than measure the image.
@@ -336,7 +350,9 @@ TABLES = {t.name: t for t in (CASES, VARIANTS, FEATURES, FAILURES, RELIABILITY, 
 
 
 def covariate_columns(cases: pd.DataFrame) -> list[str]:
-    """Columns of a cases table that are covariates: not the four required ones and not ``truth_*``.
+    """Columns of a cases table that are covariates: not required, ``truth_*``, ``dicom_*`` or case attributes.
+
+    The case attributes are :data:`CASE_ATTRIBUTES`.
 
     Parameters
     ----------
@@ -351,12 +367,12 @@ def covariate_columns(cases: pd.DataFrame) -> list[str]:
     Examples
     --------
     >>> import pandas as pd
-    >>> cases = pd.DataFrame(columns=["case_id", "site", "image", "mask", "age", "truth_size", "group"])
+    >>> cases = pd.DataFrame(columns=["case_id", "site", "image", "mask", "age", "truth_size", "group", "patient_id"])
     >>> covariate_columns(cases)
     ['age', 'group']
     """
-    fixed = set(CASES.names)
-    return [c for c in cases.columns if c not in fixed and not str(c).startswith(TRUTH_PREFIX)]
+    fixed = set(CASES.names) | set(CASE_ATTRIBUTES)
+    return [c for c in cases.columns if c not in fixed and not str(c).startswith((TRUTH_PREFIX, DICOM_PREFIX))]
 
 
 def truth_columns(columns: Iterable[str]) -> list[str]:

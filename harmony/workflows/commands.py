@@ -16,11 +16,12 @@ from harmony.core import schema
 from harmony.core.cases import load_cases, read_cases
 from harmony.core.config import apply_overrides, load
 from harmony.core.errors import HarmonyError
-from harmony.core.files import read_table, write_table
+from harmony.core.files import read_table, write_table, write_text
 from harmony.core.lock import RunLock
 from harmony.core.manifest import build_manifest, now_utc, write_manifest
 from harmony.core.notices import collect_warnings
 from harmony.core.resources import resolve
+from harmony.core.wide import is_long_table, read_wide, table_columns, write_wide
 from harmony.extraction.adapter import make_extractor
 from harmony.extraction.engine import RunResult, run_tasks
 from harmony.extraction.params import load_params, resolve_label
@@ -37,7 +38,10 @@ from harmony.workflows.harmonization import (
 )
 from harmony.workflows.layout import FILES
 
-__all__ = ["extract_cases", "simulate_phantoms", "PerturbResult", "perturb_study", "harmonize_table"]
+__all__ = ["DROPPED_NAME", "extract_cases", "simulate_phantoms", "PerturbResult", "perturb_study", "harmonize_table"]
+
+#: What ``harmony harmonize`` dropped from a wide table, and why: ``kind, name, reason`` (written when any).
+DROPPED_NAME = "dropped.csv"
 
 
 def extract_cases(cases_csv: str | os.PathLike, params_path: str | os.PathLike, out: str | os.PathLike, *,
@@ -212,25 +216,38 @@ def perturb_study(cases_csv: str | os.PathLike, design_path: str | os.PathLike, 
 
 
 def harmonize_table(features_path: str | os.PathLike, out: str | os.PathLike, *,
-                    cases_path: str | os.PathLike | None = None, batch: str = schema.SITE,
+                    cases_path: str | os.PathLike | None = None, batch: str | None = None,
                     covariates: Sequence[str] | None = None, model_path: str | os.PathLike | None = None,
                     combat_options: dict[str, Any] | None = None, n_splits: int = 5,
-                    random_state: int = 0) -> dict[str, pd.DataFrame]:
+                    random_state: int = 0, id_column: str | None = None, missing: str = "stop",
+                    feature_columns: Sequence[str] | None = None) -> dict[str, Any]:
     """``harmony harmonize``: fit ComBat (or apply the saved model), measure the site effect, write the page.
 
     Besides the tables of :func:`~harmony.workflows.harmonization.run_harmonization`, ``out`` gets ``report.html``
     (the harmonization section of the report, with figures and the warnings raised).
 
+    The features table is harmony's long table (``case_id, site, variant_id, repeat, feature, value``) or a
+    wide one (one row per subject, the batch and covariates as columns of the same file, read by
+    :func:`~harmony.core.wide.read_wide`); a wide table's harmonized values are also written as a wide table
+    in its own format (``harmonized.csv`` for a CSV, and so on).
+
     Parameters
     ----------
     features_path : str or os.PathLike
-        A features table (Parquet or CSV).
+        A features table (Parquet, CSV or TSV), long or wide.
     out : str or os.PathLike
         The output directory (see :func:`~harmony.workflows.harmonization.run_harmonization`).
     cases_path : str or os.PathLike, optional
-        A cases CSV or Parquet file (image files not checked): batch, covariates, truth columns.
-    batch : str, default "site"
-        The batch column.
+        For a long table: a cases CSV or Parquet file (image files not checked) with batch, covariates and
+        truth columns. A wide table holds them itself.
+    batch : str, optional
+        The batch column; default ``site``.
+    id_column : str, optional
+        A wide table's subject id column (required for a wide table).
+    missing : {"stop", "drop-features", "drop-subjects"}, default "stop"
+        A wide table's missing-value policy (:data:`~harmony.core.wide.MISSING_POLICIES`).
+    feature_columns : sequence of str, optional
+        A wide table's feature columns (default: every numeric column but the id, batch and covariates).
     covariates : sequence of str, optional
         Covariates whose effects ComBat keeps.
     model_path : str or os.PathLike, optional
@@ -244,18 +261,32 @@ def harmonize_table(features_path: str | os.PathLike, out: str | os.PathLike, *,
 
     Returns
     -------
-    dict of str to DataFrame
-        See :func:`~harmony.workflows.harmonization.run_harmonization`.
+    dict
+        See :func:`~harmony.workflows.harmonization.run_harmonization`; for a wide table also ``wide``
+        (the :class:`~harmony.core.wide.WideTable` read) and ``wide_path`` (the harmonized wide file).
 
     Raises
     ------
     HarmonyError
-        Both ``model_path`` and ``combat_options``, or inputs ComBat cannot use.
+        Both ``model_path`` and ``combat_options``, a wide table without ``id_column`` or with a
+        ``cases_path``, or inputs ComBat cannot use.
     SchemaError
         A table cannot be read.
     """
-    features = read_table(features_path, schema.FEATURES)
-    cases = read_cases(cases_path) if cases_path else None
+    batch = batch or schema.SITE
+    wide = None
+    if id_column is None and not is_long_table(table_columns(features_path)):
+        raise HarmonyError(f"{features_path}: a wide table (no 'case_id', 'feature' and 'value' columns): give "
+                           "--id COLUMN, the column of subject ids")
+    if id_column is not None:
+        if cases_path:
+            raise HarmonyError(f"--cases {cases_path}: a wide table holds its batch and covariates itself; drop --cases")
+        wide = read_wide(features_path, id_column=id_column, batch=batch, covariates=covariates or (),
+                         features=feature_columns, missing=missing)
+        features, cases, batch = wide.features, wide.cases, schema.SITE
+    else:
+        features = read_table(features_path, schema.FEATURES)
+        cases = read_cases(cases_path) if cases_path else None
     options = dict(combat_options or {})
     if model_path:
         if options:
@@ -265,4 +296,15 @@ def harmonize_table(features_path: str | os.PathLike, out: str | os.PathLike, *,
         results = run_harmonization(features, out, cases, batch=batch, covariates=covariates, n_splits=n_splits,
                                     random_state=random_state, **options)
         write_harmonization_report(out, results, log)
+    if wide is not None:
+        harmonized = results["harmonized"]
+        combat = harmonized[harmonized[schema.STAGE] == "combat"]
+        suffix = Path(features_path).suffix.lower()
+        results["wide"] = wide
+        results["wide_path"] = write_wide(combat, wide, Path(out) / f"harmonized{suffix}")
+        dropped = [{"kind": "subject", "name": k, "reason": v} for k, v in wide.dropped_subjects.items()]
+        dropped += [{"kind": "feature", "name": k, "reason": v} for k, v in wide.dropped_features.items()]
+        dropped += [{"kind": "column skipped", "name": k, "reason": v} for k, v in wide.skipped_columns.items()]
+        if dropped:
+            write_text(Path(out) / DROPPED_NAME, pd.DataFrame(dropped).to_csv(index=False))
     return results

@@ -23,6 +23,8 @@ import pandas as pd
 
 from harmony.core import schema
 from harmony.core.cases import load_cases
+from harmony.core.dicom.cache import source_digest
+from harmony.core.dicom.convert import dicom_sources
 from harmony.core.errors import ConfigError, HarmonyError
 from harmony.core.files import (
     file_digest,
@@ -66,7 +68,7 @@ from harmony.workflows.layout import (
     load_run,
 )
 
-__all__ = ["RunSummary", "run_experiment", "run_config", "write_report"]
+__all__ = ["RunSummary", "run_config", "run_experiment", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +212,7 @@ def _cases_inputs(run: _Run) -> dict[str, Any]:
     if section["csv"]:
         # the images' content too: an image replaced in place under the same name must be extracted again
         listed = load_cases(section["csv"], check_files=False)
-        files = {p: file_digest(p) for p in (*listed[schema.IMAGE], *listed[schema.MASK]) if Path(p).is_file()}
+        files = {p: source_digest(p) for p in (*listed[schema.IMAGE], *listed[schema.MASK]) if Path(p).exists()}
         return {"csv": section["csv"], "content": file_digest(section["csv"]), "files": files,
                 "label": section["label"], "tolerance": section["geometry_tolerance"]}
     spec = _cohort_spec(run.config)
@@ -271,7 +273,9 @@ def _run_stages(run: _Run, config: Mapping[str, Any], params: dict[str, Any]) ->
     progress = run.progress
 
     def make_cases():
-        write_table(_load_cases(run), run.path("cases"), schema.CASES)
+        cases = _load_cases(run)
+        write_table(cases, run.path("cases"), schema.CASES)
+        return dicom_sources(cases)  # the source UIDs of DICOM cases, into the manifest
 
     run.stage("cases", _cases_inputs(run), [run.path("cases")], make_cases)
     cases = read_table(run.path("cases"), schema.CASES)
