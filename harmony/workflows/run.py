@@ -237,7 +237,7 @@ def run_experiment(config: Mapping[str, Any], *, progress: bool | None = None) -
         result = run_tasks(cases, variants, params, run.dir / EXTRACTION_DIR, repeats=eng["repeats"],
                                   executor=eng["executor"], workers=eng["workers"], scheduler=eng["scheduler"],
                                   label=config["cases"]["label"], progress=progress,
-                                  retry_failed=eng["retry_failed"], command="run")
+                                  retry_failed=eng["retry_failed"], command="run", keep_features=False)
         return {"tasks": {"total": result.total, "done": result.done, "failed": result.failed,
                           "resumed": result.resumed}, "engine": result.diagnostics}
 
@@ -245,9 +245,8 @@ def run_experiment(config: Mapping[str, Any], *, progress: bool | None = None) -
                              "repeats": eng["repeats"], "label": config["cases"]["label"]},
               [run.path("features"), run.path("failures")], extract)
     run.summary.tasks = dict(run.records["extraction"].get("tasks", {}))
-    features = read_table(run.path("features"), schema.FEATURES)
     run.summary.n_cases, run.summary.n_variants = len(cases), len(variants)
-    run.summary.n_features = int(features[schema.FEATURE].nunique())
+    run.summary.n_features = _count_features(run.path("features"))
 
     if len(variants) > 1:
         def assess():
@@ -273,6 +272,7 @@ def run_experiment(config: Mapping[str, Any], *, progress: bool | None = None) -
         run.not_run("harmonization", f"a single {batch} in the cohort")
     else:
         def harmonize_stage():
+            features = read_table(run.path("features"), schema.FEATURES)  # only this stage needs it all
             metrics = run_harmonization(features, run.dir / HARMONIZATION_DIR, cases, batch=batch,
                                                   covariates=settings["covariates"], random_state=run.seed,
                                                   **combat_options(settings))
@@ -293,6 +293,13 @@ def run_experiment(config: Mapping[str, Any], *, progress: bool | None = None) -
         run.not_run("report", "disabled in the config")
     run.write_manifest()
     return run.summary
+
+
+def _count_features(path: Path) -> int:
+    """Distinct features of a features table, reading its feature column only."""
+    import pyarrow.parquet as pq
+
+    return len(pq.read_table(path, columns=[schema.FEATURE]).column(0).unique())
 
 
 #: Engine settings that change how a run executes, not what it computes: never part of a stage's hash.
