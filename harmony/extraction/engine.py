@@ -4,19 +4,22 @@ Dask, writes each finished task atomically and resumes an interrupted run.
 Run directory layout::
 
     <out>/harmony.lock           pid, host and start time of the run in progress
-    <out>/tasks/<key>.parquet    one file per finished task: its feature rows (none if it failed); the task's
-                                 identity, status, error and (original variant) diagnostics are in
-                                 the file's metadata
-    <out>/features.parquet       consolidated at the end (schema.FEATURES), in plan order
+    <out>/tasks/                 the task store (:mod:`harmony.extraction.taskfiles`): one Parquet file per
+                                 finished task (its feature rows, none if it failed) in 256 shard folders,
+                                 and ``index.jsonl``: per task its status, error, (original variant)
+                                 diagnostics and the sha256 of its file, checked when a run resumes
+    <out>/features.parquet       consolidated at the end (schema.FEATURES), in plan order, streamed
     <out>/failures.parquet       the failed tasks (schema.FAILURES)
     <out>/manifest.json          provenance, task counts, seeds, resolved settings and their hash, per case
                                  pyradiomics' diagnostics of the original image and mask
 
-Work is submitted per (case, repeat, image_key) group: a worker loads the case once, makes the group's image
+Work is planned per (case, repeat, image_key) group: a worker loads the case once, makes the group's image
 once (:func:`harmony.perturb.iter_variants`) and computes each pyradiomics filter once for all the group's
-mask and settings variants (:class:`harmony.extraction.shared.SharedExtraction`). When there are few groups for the
-workers, a group is split by image type (LoG by sigma) so that all workers stay busy; results do not depend
-on the split, the executor or the number of workers.
+mask and settings variants (:class:`harmony.extraction.shared.SharedExtraction`). Unless there are many groups
+per worker, a group is split into units of one image type (LoG by sigma): the filters of one image run on
+different workers, and the features of every mask and settings variant of a filtered image are computed
+where that image is (:func:`harmony.extraction.work._units`). Results do not depend on the split, the
+executor or the number of workers.
 
 Failed tasks are recorded like finished ones, so a resumed run does not retry them unless asked
 (``retry_failed=True``, ``harmony extract --retry-failed``): a failure is usually a property of the task (a
@@ -26,6 +29,7 @@ mask eroded to nothing) that a retry would only repeat.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import time
@@ -38,7 +42,7 @@ import pandas as pd
 
 from harmony.core import schema
 from harmony.core.errors import ConfigError
-from harmony.core.files import stable_hash, write_table
+from harmony.core.files import read_table, stable_hash, write_table
 from harmony.core.lock import RunLock
 from harmony.core.manifest import build_manifest, now_utc, write_manifest
 from harmony.core.progress import progress_bar
@@ -64,14 +68,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RunResult:
-    """A finished run: its tables and task counts (``resumed`` were done by an earlier run).
+    """A finished run: its task counts (``resumed`` were done by an earlier run) and tables.
+
+    ``features`` (:data:`harmony.core.schema.FEATURES`, in plan order) is the run's ``features.parquet``, read
+    by :func:`run_tasks` (or, with ``keep_features=False``, when first used: a run that never looks at it never
+    holds it in memory).
 
     Parameters
     ----------
     out_dir : pathlib.Path
         The run's output directory.
-    features : DataFrame
-        The features table (:data:`harmony.core.schema.FEATURES`), in plan order.
     failures : DataFrame
         The failed tasks (:data:`harmony.core.schema.FAILURES`).
     total, done, failed, resumed : int
@@ -84,7 +90,6 @@ class RunResult:
     """
 
     out_dir: Path
-    features: pd.DataFrame
     failures: pd.DataFrame
     total: int
     done: int
@@ -93,16 +98,22 @@ class RunResult:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     case_diagnostics: dict[str, dict] = field(default_factory=dict)
 
+    @functools.cached_property
+    def features(self) -> pd.DataFrame:
+        """The features table, read from ``features.parquet`` (once)."""
+        return read_table(self.out_dir / FEATURES_NAME, schema.FEATURES)
+
 
 def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[str, Any],
               out_dir: str | os.PathLike, *, repeats: int = 1, executor: str = "processes", workers: int = 0,
               scheduler: str = "", label: int | None = None, progress: bool | None = None,
-              retry_failed: bool = False, command: str = "extract") -> RunResult:
+              retry_failed: bool = False, command: str = "extract", keep_features: bool = True) -> RunResult:
     """Extract every case x variant x repeat into ``out_dir``, resuming what an earlier run finished.
 
-    Each finished task is written atomically (``tasks/<key>.parquet``), so an interrupted run resumes task
-    by task; the results do not depend on the executor, the number of workers or the split of the work
-    (see the module's description). ``harmony extract`` and the extraction stage of ``harmony run``.
+    Each finished task is written atomically (``tasks/<k[:2]>/<key>.parquet``, its sha256 in
+    ``tasks/index.jsonl``), so an interrupted run resumes task by task, recomputing any task file that no
+    longer matches its digest; the results do not depend on the executor, the number of workers or the split
+    of the work (see the module's description). ``harmony extract`` and the extraction stage of ``harmony run``.
 
     Parameters
     ----------
@@ -130,11 +141,14 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
         Run again the tasks an earlier run recorded as failed.
     command : str, default "extract"
         The command recorded in the manifest.
+    keep_features : bool, default True
+        Read the consolidated features table into the result; ``False`` leaves it on disk until
+        ``result.features`` is used (``harmony run`` reads it stage by stage).
 
     Returns
     -------
     RunResult
-        The consolidated tables, also written to ``features.parquet``, ``failures.parquet`` and
+        The task counts and tables, also written to ``features.parquet``, ``failures.parquet`` and
         ``manifest.json``.
 
     Raises
@@ -181,18 +195,17 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
             missing = tuple(i for i, t in enumerate(g.tasks) if t.key not in done)
             if missing:
                 todo.append(_Group(g.case_id, g.image, g.mask, g.repeat, tuple(g.variants[i] for i in missing),
-                                   tuple(g.tasks[i] for i in missing)))
+                                   tuple(g.tasks[i] for i in missing), g.label))
         n_workers = 1 if executor == "serial" else workers
         threads = 1 if n_workers > 1 else None  # workers that share the cores must not each use them all
-        units = _units(todo, params, label, n_workers, threads)
+        units = _units(todo, params, n_workers, threads)
         logger.info("%d tasks, %d already done; %d groups in %d units on %s (%d workers)", len(tasks), len(done),
                     len(todo), len(units), executor, n_workers)
-        _run_units(out, units, len(tasks), len(done), executor, n_workers, scheduler, progress)
-        features, failures, case_diagnostics = _consolidate(out, tasks)
-        write_table(features, out / FEATURES_NAME, schema.FEATURES)
+        unit_seconds = _run_units(out, units, len(tasks), len(done), executor, n_workers, scheduler, progress)
+        failures, case_diagnostics = _consolidate(out, tasks)
         write_table(failures, out / FAILURES_NAME, schema.FAILURES)
         diagnostics = {"executor": executor, "workers": n_workers, "groups": len(todo), "units": len(units),
-                       "seconds": round(time.perf_counter() - clock, 3)}
+                       "unit_seconds": unit_seconds, "seconds": round(time.perf_counter() - clock, 3)}
         counts = {"total": len(tasks), "done": len(tasks) - len(failures), "failed": len(failures),
                   "resumed": len(done)}
         all_variants = {v.variant_id: v for g in groups for v in g.variants}.values()
@@ -205,17 +218,23 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
             standard="ibsi" if IBSI_SECTION in params else "pyradiomics",
             ibsi_adjustments=ibsi_adjustments(params) if IBSI_SECTION in params else [],
             diagnostics=case_diagnostics))
-    return RunResult(out, features, failures, counts["total"], counts["done"], counts["failed"], counts["resumed"],
-                     diagnostics, case_diagnostics)
+    result = RunResult(out, failures, counts["total"], counts["done"], counts["failed"], counts["resumed"],
+                       diagnostics, case_diagnostics)
+    if keep_features:
+        result.features  # noqa: B018 - read now, while the folder is the one this run consolidated
+    return result
 
 
 def _run_units(out: Path, units: list[_Unit], total: int, already: int, executor: str, workers: int,
-               scheduler: str, progress: bool | None) -> None:
-    """Run the units; write a group's task files as soon as all its units are in."""
+               scheduler: str, progress: bool | None) -> list[float]:
+    """Run the units; write a group's task files as soon as all its units are in. Returns each unit's seconds
+    in its worker (in the order they finished): the costs that bound what more workers can gain."""
     expected = collections.Counter(id(u.group) for u in units)
     partial: dict[int, list[tuple[int, dict]]] = collections.defaultdict(list)
+    seconds = []
     with progress_bar(total=total, initial=already, desc="extract", unit="task", progress=progress) as bar:
-        for unit, result in execute(units, executor, workers, scheduler):
+        for unit, (result, took) in execute(units, executor, workers, scheduler):
+            seconds.append(round(took, 4))
             gid = id(unit.group)
             partial[gid].append((unit.index, result))
             if len(partial[gid]) < expected[gid]:
@@ -224,6 +243,7 @@ def _run_units(out: Path, units: list[_Unit], total: int, already: int, executor
             for task in unit.group.tasks:
                 _write_task(out, task, _merge([p[task.key] for p in pieces]))
             bar.update(len(unit.group.tasks))
+    return seconds
 
 
 def _merge(pieces: list[dict[str, Any] | str]) -> dict[str, Any] | str:

@@ -16,7 +16,7 @@ from harmony.extraction.work import _run_unit, _Unit
 __all__ = ["execute"]
 
 
-def _serial(units: list[_Unit]) -> Iterator[tuple[_Unit, dict]]:
+def _serial(units: list[_Unit]) -> Iterator[tuple[_Unit, tuple[dict, float]]]:
     for unit in units:
         yield unit, _run_unit(unit)
 
@@ -31,7 +31,7 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="harmony-parent-watch").start()
 
 
-def _processes(units: list[_Unit], workers: int) -> Iterator[tuple[_Unit, dict]]:
+def _processes(units: list[_Unit], workers: int) -> Iterator[tuple[_Unit, tuple[dict, float]]]:
     # spawn: SimpleITK and pyradiomics hold threads and global state that a fork would copy half-made
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_watch_parent, initargs=(os.getpid(),))
@@ -43,7 +43,7 @@ def _processes(units: list[_Unit], workers: int) -> Iterator[tuple[_Unit, dict]]
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _dask(units: list[_Unit], workers: int, scheduler: str) -> Iterator[tuple[_Unit, dict]]:
+def _dask(units: list[_Unit], workers: int, scheduler: str) -> Iterator[tuple[_Unit, tuple[dict, float]]]:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as exc:
@@ -66,7 +66,8 @@ def _dask(units: list[_Unit], workers: int, scheduler: str) -> Iterator[tuple[_U
             cluster.close()
 
 
-def execute(units: list[_Unit], executor: str, workers: int, scheduler: str) -> Iterator[tuple[_Unit, dict]]:
+def execute(units: list[_Unit], executor: str, workers: int,
+            scheduler: str) -> Iterator[tuple[_Unit, tuple[dict, float]]]:
     """Run the units on ``executor`` and yield ``(unit, result)`` as each finishes (in any order).
 
     Parameters
@@ -82,8 +83,9 @@ def execute(units: list[_Unit], executor: str, workers: int, scheduler: str) -> 
 
     Returns
     -------
-    iterator of (unit, dict)
-        Each unit with its result: per task key, the features (a dict) or the error text.
+    iterator of (unit, (dict, float))
+        Each unit with its result: per task key, the features (a dict) or the error text; and the seconds
+        it took in its worker.
     """
     if executor == "serial":
         return _serial(units)

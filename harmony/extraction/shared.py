@@ -17,6 +17,7 @@ from harmony.extraction.adapter import (
 )
 from harmony.extraction.ibsi import IbsiExtractor
 from harmony.extraction.params import canonical_params
+from harmony.extraction.recursive_log import _log_crops
 
 __all__ = ["Part", "SharedExtraction", "extraction_parts"]
 
@@ -27,8 +28,9 @@ logger = logging.getLogger(__name__)
 #
 # ``RadiomicsFeatureExtractor.execute`` applies every filter to the whole image once per call. For variants
 # that share an image and differ only in their mask or feature settings, :class:`SharedExtraction` runs
-# execute's steps itself: each filtered image is computed once, on the whole image (LoG is recursive along
-# whole lines), or for the wavelet on the part of it its taps reach (:func:`_wavelet_crops`), and cropped to the
+# execute's steps itself: each filtered image is computed once, for LoG pass by pass on the lines through the
+# box (:func:`~harmony.extraction.recursive_log._log_crops`), for the wavelet on the part of the image its taps
+# reach (:func:`_wavelet_crops`), and cropped to the
 # union bounding box of the masks, where every mask check, shape and feature computation happens. Cropping to
 # a box holding every labelled voxel changes no value (the feature classes see the same voxels and spacing).
 
@@ -250,6 +252,8 @@ class SharedExtraction:
         if key not in self._filtered:
             if part[0] == "Wavelet":
                 self._filtered[key] = _wavelet_crops(self._normalized(args), self.box, **args)
+            elif part[0] == "LoG" and (log := _log_crops(self._normalized(args), self.box, args["sigma"][0])):
+                self._filtered[key] = log
             else:
                 generator = getattr(ops, f"get{part[0]}Image")(self._normalized(args), None, **args)
                 self._filtered[key] = [(_crop(filtered, self.box), name) for filtered, name, _ in generator]

@@ -50,6 +50,7 @@ class _Group:
     repeat: int
     variants: tuple  # of harmony.perturb.Variant
     tasks: tuple[Task, ...]  # one per variant, same order
+    label: int = 1  # the case's mask label
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,8 +76,11 @@ def extraction_versions() -> dict[str, str]:
 
 
 def task_key(image_digest: str, mask_digest: str, variant_params: str, repeat: int,
-             params: Mapping[str, Any], label: int) -> str:
+             params: Mapping[str, Any], label: int, case_id: str = "") -> str:
     """The stable key of a task: equal inputs and extractor versions give equal keys on every machine.
+
+    The case id is part of the key: two cases with byte-identical files are two tasks, each with its own
+    result file naming its own case.
 
     Parameters
     ----------
@@ -90,6 +94,8 @@ def task_key(image_digest: str, mask_digest: str, variant_params: str, repeat: i
         The base pyradiomics parameters.
     label : int
         The mask label.
+    case_id : str, default ""
+        The case.
 
     Returns
     -------
@@ -104,8 +110,9 @@ def task_key(image_digest: str, mask_digest: str, variant_params: str, repeat: i
     >>> key == task_key("ab", "cd", "[]", 1, {"setting": {"binWidth": 25}}, 1)
     False
     """
-    return stable_hash({"image": image_digest, "mask": mask_digest, "variant": variant_params, "repeat": repeat,
-                        "params": params, "label": label, "versions": extraction_versions()}, length=32)
+    return stable_hash({"case": case_id, "image": image_digest, "mask": mask_digest, "variant": variant_params,
+                        "repeat": repeat, "params": params, "label": label, "versions": extraction_versions()},
+                       length=32)
 
 
 def _original_variants() -> list[Variant]:
@@ -173,10 +180,20 @@ def plan(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[str, An
     groups = []
     for case in cases.to_dict("records"):
         digests = file_digest(case[schema.IMAGE]), file_digest(case[schema.MASK])
+        case_label = _case_label(case, label)
         for repeat in range(repeats):
             for members in by_image.values():
-                tasks = tuple(Task(task_key(*digests, v.params, repeat, params, label), case[schema.CASE_ID],
-                                   case[schema.SITE], v.variant_id, repeat) for v in members)
+                tasks = tuple(Task(task_key(*digests, v.params, repeat, params, case_label, case[schema.CASE_ID]),
+                                   case[schema.CASE_ID], case[schema.SITE], v.variant_id, repeat) for v in members)
                 groups.append(_Group(case[schema.CASE_ID], case[schema.IMAGE], case[schema.MASK], repeat,
-                                     tuple(members), tasks))
+                                     tuple(members), tasks, case_label))
     return groups
+
+
+def _case_label(case: Mapping[str, Any], label: int) -> int:
+    """The case's own mask label (its ``label`` cell, checked by :func:`harmony.core.cases.load_cases`), else
+    the study's."""
+    cell = case.get(schema.LABEL)
+    if cell is None or pd.isna(cell) or str(cell).strip() == "":
+        return label
+    return int(float(cell))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +20,12 @@ __all__: list[str] = []  # the worker's internals; the engine (run_tasks) is the
 logger = logging.getLogger(__name__)
 
 
-#: Rough relative cost of one part of a group (ordering work longest first balances the workers).
-_PART_COST = {"Wavelet": 1.3, "LoG": 1.0}  # measured on lung1: filter plus its features
+#: Rough relative cost of one part of a group (ordering work longest first balances the workers); measured
+#: on lung1 (27 variants, one worker): the wavelet's 8 images' features, one LoG sigma (filter and features),
+#: the original image with the shape features. Any other image type counts as one LoG.
+_PART_COST = {"Wavelet": 4.0, "LoG": 1.2, "Original": 0.8}
+#: Split groups into parts unless every worker gets at least this many whole groups.
+_GROUPS_PER_WORKER = 4
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class _Unit:
     @property
     def cost(self) -> float:
         """Rough relative run time of a part of a group (whole groups all cost the same)."""
-        return sum(_PART_COST.get(p[0], 0.3) for p in self.parts) if self.parts else 1.0
+        return sum(_PART_COST.get(p[0], 1.2) for p in self.parts) if self.parts else 1.0
 
 
 _PREPARED: collections.OrderedDict = collections.OrderedDict()
@@ -91,12 +96,17 @@ def _prepare(unit: _Unit):
     return prepared
 
 
-def _run_unit(unit: _Unit) -> dict[str, dict[str, Any] | str]:
-    """Per task key of the group: the unit's features (a dict) or the error text (a str).
+def _run_unit(unit: _Unit) -> tuple[dict[str, dict[str, Any] | str], float]:
+    """Per task key of the group: the unit's features (a dict) or the error text (a str); and its seconds.
 
     The original variant's task at repeat 0 also gets pyradiomics' diagnostics of the case's image and mask
     (``diagnostics_*`` keys, once per case: they cost full-grid work); :func:`_write_task` separates them.
     """
+    start = time.perf_counter()
+    return _unit_results(unit), time.perf_counter() - start
+
+
+def _unit_results(unit: _Unit) -> dict[str, dict[str, Any] | str]:
     if unit.threads is not None:  # BLAS threads spin while they wait: oversubscribed cores crawl
         import SimpleITK as sitk
         from threadpoolctl import threadpool_limits
@@ -125,14 +135,19 @@ def _source_diagnostics(source: tuple, unit: _Unit) -> dict[str, Any]:
         return {}
 
 
-def _units(groups: list[_Group], params: dict, label: int, workers: int, threads: int | None) -> list[_Unit]:
-    """Whole groups when there are enough of them for the workers, else groups split by image type."""
-    split = workers > 1 and len(groups) < 2 * workers
+def _units(groups: list[_Group], params: dict, workers: int, threads: int | None) -> list[_Unit]:
+    """Whole groups when there are many for the workers, else groups split by image type (LoG by sigma).
+
+    A split group's parts may run on different workers, each loading the case and making the group's image
+    (kept for its next part: ``_PREPARED``); a part computes its filtered images once and the features of
+    all the group's variants on them. Longest first, so that the last units to finish are short ones.
+    """
+    split = workers > 1 and len(groups) < _GROUPS_PER_WORKER * workers
     units = []
     for group in groups:
         if not split:
-            units.append(_Unit(group, params, label, None, True, 0, threads))
+            units.append(_Unit(group, params, group.label, None, True, 0, threads))
             continue
-        parts = extraction_parts([v.apply_settings(params) for v in group.variants], label)
-        units += [_Unit(group, params, label, (part,), i == 0, i, threads) for i, part in enumerate(parts)]
+        parts = extraction_parts([v.apply_settings(params) for v in group.variants], group.label)
+        units += [_Unit(group, params, group.label, (part,), i == 0, i, threads) for i, part in enumerate(parts)]
     return sorted(units, key=lambda u: -u.cost)  # longest first; sort is stable within equal costs

@@ -295,7 +295,7 @@ def _run_stages(run: _Run, config: Mapping[str, Any], params: dict[str, Any]) ->
         result = run_tasks(cases, variants, params, run.dir / EXTRACTION_DIR, repeats=eng["repeats"],
                            executor=eng["executor"], workers=eng["workers"], scheduler=eng["scheduler"],
                            label=config["cases"]["label"], progress=progress,
-                           retry_failed=eng["retry_failed"], command="run")
+                           retry_failed=eng["retry_failed"], command="run", keep_features=False)
         return {"tasks": {"total": result.total, "done": result.done, "failed": result.failed,
                           "resumed": result.resumed}, "engine": result.diagnostics}
 
@@ -304,9 +304,8 @@ def _run_stages(run: _Run, config: Mapping[str, Any], params: dict[str, Any]) ->
                              "repeats": eng["repeats"], "label": config["cases"]["label"]},
               [run.path("features"), run.path("failures")], extract)
     run.summary.tasks = dict(run.records["extraction"].get("tasks", {}))
-    features = read_table(run.path("features"), schema.FEATURES)
     run.summary.n_cases, run.summary.n_variants = len(cases), len(variants)
-    run.summary.n_features = int(features[schema.FEATURE].nunique())
+    run.summary.n_features = _count_features(run.path("features"))
 
     if len(variants) > 1:
         def assess():
@@ -333,6 +332,7 @@ def _run_stages(run: _Run, config: Mapping[str, Any], params: dict[str, Any]) ->
         run.not_run("harmonization", f"a single {batch} in the cohort")
     else:
         def harmonize_stage():
+            features = read_table(run.path("features"), schema.FEATURES)  # only this stage needs it all
             metrics = run_harmonization(features, run.dir / HARMONIZATION_DIR, cases, batch=batch,
                                         covariates=settings["covariates"], random_state=run.seed,
                                         **combat_options(settings))
@@ -354,6 +354,13 @@ def _run_stages(run: _Run, config: Mapping[str, Any], params: dict[str, Any]) ->
     else:
         run.not_run("report", "disabled in the config")
     run.write_manifest()
+
+
+def _count_features(path: Path) -> int:
+    """Distinct features of a features table, reading its feature column only."""
+    import pyarrow.parquet as pq
+
+    return len(pq.read_table(path, columns=[schema.FEATURE]).column(0).unique())
 
 
 #: Engine settings that change how a run executes, not what it computes: never part of a stage's hash.

@@ -132,19 +132,19 @@ def test_cli_killed_mid_run_resumes_with_every_task_exactly_once(engine_cohort, 
            "--variants", str(tmp_path / "variants.parquet"), "--executor", "serial", "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not list((out / TASKS_DIR).glob("*.parquet")) and proc.poll() is None:
+    while not list((out / TASKS_DIR).glob("*/*.parquet")) and proc.poll() is None:
         assert time.monotonic() < deadline, "no task finished in time"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the session we started: the CLI and anything it spawned
     proc.wait()
-    finished = len(list((out / TASKS_DIR).glob("*.parquet")))
+    finished = len(list((out / TASKS_DIR).glob("*/*.parquet")))
     assert 0 < finished < engine_serial_run.total, "the run was not killed mid-way"
     assert (out / LOCK_NAME).exists()  # left behind by the killed run
 
     resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"({finished} from an earlier run)" in resumed.stdout
-    assert len(list((out / TASKS_DIR).glob("*.parquet"))) == engine_serial_run.total
+    assert len(list((out / TASKS_DIR).glob("*/*.parquet"))) == engine_serial_run.total
     features = schema.FEATURES.validate(pd.read_parquet(out / FEATURES_NAME))  # the key is unique
     pd.testing.assert_frame_equal(sorted_features(features), sorted_features(engine_serial_run.features),
                                   check_exact=True)
