@@ -9,7 +9,9 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from harmony.core.errors import HarmonyError
@@ -24,6 +26,20 @@ EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 def _progress(args: argparse.Namespace) -> bool | None:
     """Progress bars on a terminal unless ``--quiet``."""
     return False if args.quiet else None
+
+
+@contextmanager
+def _warnings_once(command: str) -> Iterator[None]:
+    """Print each distinct warning raised inside once, in plain words (not Python's file:line form)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for hidden in (DeprecationWarning, PendingDeprecationWarning):  # hidden by Python's defaults, here too
+            warnings.simplefilter("ignore", hidden)
+        try:
+            yield
+        finally:
+            for message in dict.fromkeys(str(w.message) for w in caught):
+                print(f"harmony {command}: warning: {message}", file=sys.stderr)
 
 
 def _add_set(parser: argparse.ArgumentParser, what: str = "config") -> None:
@@ -210,8 +226,39 @@ def _reliability(args: argparse.Namespace) -> int:
 
 # -- harmony harmonize -------------------------------------------------------------------------------
 
+#: ``harmony harmonize`` options of one method: flag -> (method(s), option key, help).
+_METHOD_FLAGS = {
+    "--smooth": ("gam", "smooth", "comma-separated covariates with smooth (spline) effects, e.g. age"),
+    "--pc-variance": ("covbat", "pc_variance", "harmonize the principal component scores explaining this (0.95)"),
+    "--n-pc": ("covbat", "n_pc", "the number of principal component scores to harmonize"),
+    "--batch-columns": ("nested/gmm", "batch_columns", "comma-separated cases columns of the batch variables"),
+    "--order": ("nested/gmm", "order", "given (--batch-columns order) or optimise (default)"),
+    "--min-fraction": ("gmm", "min_fraction", "smallest share of subjects in each hidden batch (0.25)"),
+}
+
+
+def _method_options(args: argparse.Namespace) -> dict:
+    """The ``--method``'s options from its flags, typed as its config table (validated there); others refused."""
+    options = {}
+    for flag, (methods, key, _) in _METHOD_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is None:
+            continue
+        if args.method not in methods.split("/"):
+            raise HarmonyError(f"{flag} applies to --method {methods.replace('/', ' or ')}, not {args.method}")
+        if key in ("smooth", "batch_columns"):
+            value = [c.strip() for c in value.split(",") if c.strip()]
+        elif key in ("pc_variance", "min_fraction", "n_pc"):
+            try:
+                value = int(value) if key == "n_pc" else float(value)
+            except ValueError:
+                raise HarmonyError(f"{flag}: not a number: {value!r}") from None
+        options[key] = value
+    return options
+
+
 def _harmonize_args(p: argparse.ArgumentParser) -> None:
-    from harmony.harmonize.settings import TRANSFORMS
+    from harmony.harmonize.settings import METHODS, TRANSFORMS
 
     p.add_argument("features", help="features table (Parquet), e.g. from `harmony extract`")
     p.add_argument("--batch", default=None, help="batch column of the cases table (default: the features' site)")
@@ -223,6 +270,10 @@ def _harmonize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nonparametric", action="store_true", help="non-parametric empirical Bayes priors")
     p.add_argument("--no-eb", action="store_true", help="no empirical Bayes shrinkage")
     p.add_argument("--mean-only", action="store_true", help="adjust locations only, not scales")
+    p.add_argument("--min-batch-size", type=int, default=None, help="warn for a batch smaller than this (default 10)")
+    p.add_argument("--method", default="combat", choices=METHODS, help="the harmonization method (default combat)")
+    for flag, (method, _, what) in _METHOD_FLAGS.items():
+        p.add_argument(flag, default=None, help=f"--method {method}: {what}")
     p.add_argument("--model", default=None, help="apply this saved model (model.json) instead of fitting one")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds of the site classifier")
     p.add_argument("--seed", type=int, default=0, help="random_state of the classifier's fold split")
@@ -237,14 +288,21 @@ def _harmonize(args: argparse.Namespace) -> int:
     fit_only = {"--ref-batch": args.ref_batch, "--transform": args.transform, "--nonparametric": args.nonparametric,
                 "--no-eb": args.no_eb, "--mean-only": args.mean_only}
     given = [flag for flag, value in fit_only.items() if value]
-    if args.model and given:
-        raise HarmonyError(f"--model {args.model}: the saved model fixes the ComBat options; drop {given}")
+    method_options = _method_options(args)
+    given += [flag for flag in _METHOD_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if args.model and (given or args.method != "combat" or args.min_batch_size is not None):
+        raise HarmonyError(f"--model {args.model}: the saved model fixes the method and its options; drop "
+                           f"{given or ['--method' if args.method != 'combat' else '--min-batch-size']}")
     options = None if args.model else {"parametric": not args.nonparametric, "eb": not args.no_eb,
                                        "mean_only": args.mean_only, "ref_batch": args.ref_batch,
                                        "feature_transform": args.transform}
-    metrics = harmonize_table(args.features, args.out, cases_path=args.cases, batch=args.batch or schema.SITE,
-                              covariates=covariates, model_path=args.model, combat_options=options,
-                              n_splits=args.folds, random_state=args.seed)
+    if options is not None and args.min_batch_size is not None:
+        options["min_batch_size"] = args.min_batch_size
+    with _warnings_once("harmonize"):
+        metrics = harmonize_table(args.features, args.out, cases_path=args.cases, batch=args.batch or schema.SITE,
+                                  covariates=covariates, model_path=args.model, combat_options=options,
+                                  n_splits=args.folds, random_state=args.seed,
+                                  method=args.method, method_options=method_options or None)
     summary = metrics["summary"].pivot(index=schema.METRIC, columns=schema.STAGE, values=schema.ESTIMATE)
     print(summary[[c for c in ("raw", "combat") if c in summary.columns]].round(3).to_string())
     n_cases = metrics["harmonized"][schema.CASE_ID].nunique()
@@ -302,7 +360,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"engine.executor={args.executor}")
     if args.workers is not None:
         overrides.append(f"engine.workers={args.workers}")
-    summary = run_config(args.config, overrides, out=args.out, progress=_progress(args))
+    with _warnings_once("run"):
+        summary = run_config(args.config, overrides, out=args.out, progress=_progress(args))
     for stage, status in summary.stages.items():
         print(f"{stage:<14} {status}")
     tasks = summary.tasks
