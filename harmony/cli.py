@@ -417,6 +417,59 @@ def _examples(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- harmony harmonizers ------------------------------------------------------------------------------
+
+def _split_list(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _harmonizers_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="harmonizers_command", required=True, metavar="SUBCOMMAND")
+    compare = sub.add_parser("compare", help="benchmark every harmonizer on simulated cohorts with known truth",
+                             description="benchmark every harmonizer on simulated cohorts with known truth")
+    compare.add_argument("--matrix", default="default", choices=("default", "large"),
+                         help="scenario matrix: default (minutes on 2 cores) or large (for a cluster)")
+    compare.add_argument("--scenarios", default=None, help="comma-separated scenarios of the matrix (default: all)")
+    like = sub.add_parser("like", help="which harmonizer, and how many subjects per site, for data like yours",
+                          description="fit a generative model to your features table and benchmark the "
+                                      "harmonizers on cohorts simulated like it, with a sample-size curve")
+    like.add_argument("features", help="features table (.parquet or .csv), long (feature/value rows) or wide")
+    like.add_argument("--cases", default=None, help="cases table with the site and covariates, joined on case_id")
+    like.add_argument("--site", default="site", help="site column (default site)")
+    like.add_argument("--covariates", default=None, help="comma-separated covariate columns")
+    like.add_argument("--curve-replicates", type=int, default=5, help="seeds per point of the sample-size curve")
+    for s in (compare, like):
+        s.add_argument("--methods", default=None, help="comma-separated methods (default: all installed)")
+        s.add_argument("--replicates", type=int, default=3, help="seeds per scenario (default 3)")
+        s.add_argument("--seed", type=int, default=0, help="the run's seed")
+        s.add_argument("--executor", default="processes", choices=("serial", "processes", "dask"))
+        s.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+        s.add_argument("--scheduler", default="", help="Dask scheduler address (default: a local cluster)")
+        s.add_argument("--quiet", action="store_true", help="no progress bar")
+        s.add_argument("--out", required=True, help="output directory (re-run to resume)")
+
+
+def _harmonizers(args: argparse.Namespace) -> int:
+    from harmony.workflows.benchmark import compare_harmonizers, like_my_data
+
+    common = {"methods": _split_list(args.methods), "replicates": args.replicates, "seed": args.seed,
+              "executor": args.executor, "workers": args.workers, "scheduler": args.scheduler,
+              "progress": _progress(args)}
+    if args.harmonizers_command == "compare":
+        result = compare_harmonizers(args.out, matrix=args.matrix, scenarios=_split_list(args.scenarios), **common)
+    else:
+        result = like_my_data(args.features, args.out, cases_path=args.cases, site=args.site,
+                              covariates=_split_list(args.covariates), curve_replicates=args.curve_replicates,
+                              **common)
+    columns = ["rank", "method", "score", "cohorts", "site_accuracy_excess", "ad_fraction", "truth_correlation"]
+    print(result["ranked"][columns].round(3).to_string(index=False))
+    print(result["recommendation"])
+    if "needed" in result:
+        print(result["needed"])
+    print(f"report -> {Path(args.out) / 'report.html'}")
+    return EXIT_OK
+
+
 # -- the command table --------------------------------------------------------------------------------
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -431,6 +484,8 @@ COMMANDS: list[Command] = [
     ("reliability", "ICC, CCC and CoV of every feature per perturbation kind; stable features", _reliability_args,
      _reliability),
     ("harmonize", "ComBat-harmonize features across sites and measure the site effect", _harmonize_args, _harmonize),
+    ("harmonizers", "benchmark the harmonizers on simulated cohorts (compare), or on cohorts like your data (like)",
+     _harmonizers_args, _harmonizers),
     ("run", "run an experiment end to end: cohort, perturbations, extraction, reliability, harmonization, report",
      _run_args, _run),
     ("examples", "list the built-in examples, or copy them into a folder to edit", _examples_args, _examples),
