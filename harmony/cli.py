@@ -359,10 +359,40 @@ def _gate_ibsi_filters(args: argparse.Namespace) -> int:
 
 # -- harmony harmonize -------------------------------------------------------------------------------
 
-def _harmonize_args(p: argparse.ArgumentParser) -> None:
-    from harmony.harmonize.settings import TRANSFORMS
+#: ``harmony harmonize`` options of one method: flag -> (method(s), option key, help).
+_METHOD_FLAGS = {
+    "--smooth": ("gam", "smooth", "comma-separated covariates with smooth (spline) effects, e.g. age"),
+    "--pc-variance": ("covbat", "pc_variance", "harmonize the principal component scores explaining this (0.95)"),
+    "--n-pc": ("covbat", "n_pc", "the number of principal component scores to harmonize"),
+    "--batch-columns": ("nested/gmm", "batch_columns", "comma-separated cases columns of the batch variables"),
+    "--order": ("nested/gmm", "order", "given (--batch-columns order) or optimise (default)"),
+    "--min-fraction": ("gmm", "min_fraction", "smallest share of subjects in each hidden batch (0.25)"),
+}
 
+
+def _method_options(args: argparse.Namespace) -> dict:
+    """The ``--method``'s options from its flags, typed as its config table (validated there); others refused."""
+    options = {}
+    for flag, (methods, key, _) in _METHOD_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is None:
+            continue
+        if args.method not in methods.split("/"):
+            raise HarmonyError(f"{flag} applies to --method {methods.replace('/', ' or ')}, not {args.method}")
+        if key in ("smooth", "batch_columns"):
+            value = [c.strip() for c in value.split(",") if c.strip()]
+        elif key in ("pc_variance", "min_fraction", "n_pc"):
+            try:
+                value = int(value) if key == "n_pc" else float(value)
+            except ValueError:
+                raise HarmonyError(f"{flag}: not a number: {value!r}") from None
+        options[key] = value
+    return options
+
+
+def _harmonize_args(p: argparse.ArgumentParser) -> None:
     from harmony.core.schema import MISSING_POLICIES
+    from harmony.harmonize.settings import METHODS, TRANSFORMS
 
     p.add_argument("features", help="features table: harmony's long table (from `harmony extract`), or a wide "
                                     "CSV/TSV/Parquet with one row per subject (give --id)")
@@ -384,6 +414,10 @@ def _harmonize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nonparametric", action="store_true", help="non-parametric empirical Bayes priors")
     p.add_argument("--no-eb", action="store_true", help="no empirical Bayes shrinkage")
     p.add_argument("--mean-only", action="store_true", help="adjust locations only, not scales")
+    p.add_argument("--min-batch-size", type=_at_least(2), default=None, help="warn for a batch smaller than this (default 10)")
+    p.add_argument("--method", default="combat", choices=METHODS, help="the harmonization method (default combat)")
+    for flag, (method, _, what) in _METHOD_FLAGS.items():
+        p.add_argument(flag, default=None, help=f"--method {method}: {what}")
     p.add_argument("--model", default=None, help="apply this saved model (model.json) instead of fitting one")
     p.add_argument("--folds", type=_at_least(2), default=5, help="cross-validation folds of the site classifier")
     p.add_argument("--seed", type=_at_least(0), default=0, help="random_state of the classifier's fold split")
@@ -399,17 +433,23 @@ def _harmonize(args: argparse.Namespace) -> int:
     fit_only = {"--ref-batch": args.ref_batch, "--transform": args.transform, "--nonparametric": args.nonparametric,
                 "--no-eb": args.no_eb, "--mean-only": args.mean_only}
     given = [flag for flag, value in fit_only.items() if value]
-    if args.model and given:
-        raise HarmonyError(f"--model {args.model}: the saved model fixes the ComBat options; drop {given}")
+    method_options = _method_options(args)
+    given += [flag for flag in _METHOD_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if args.model and (given or args.method != "combat" or args.min_batch_size is not None):
+        raise HarmonyError(f"--model {args.model}: the saved model fixes the method and its options; drop "
+                           f"{given or ['--method' if args.method != 'combat' else '--min-batch-size']}")
     options = None if args.model else {"parametric": not args.nonparametric, "eb": not args.no_eb,
                                        "mean_only": args.mean_only, "ref_batch": args.ref_batch,
                                        "feature_transform": args.transform}
+    if options is not None and args.min_batch_size is not None:
+        options["min_batch_size"] = args.min_batch_size
     feature_columns = [c.strip() for c in args.feature_columns.split(",") if c.strip()] if args.feature_columns \
         else None
     metrics = harmonize_table(args.features, args.out, cases_path=args.cases, batch=args.batch,
                               covariates=covariates, model_path=args.model, combat_options=options,
                               n_splits=args.folds, random_state=args.seed, id_column=args.id_column,
-                              missing=args.missing, feature_columns=feature_columns)
+                              missing=args.missing, feature_columns=feature_columns,
+                              method=args.method, method_options=method_options or None)
     if "wide" in metrics:
         print(f"{args.features}: {metrics['wide'].summary()}")
     summary = metrics["summary"].pivot(index=schema.METRIC, columns=schema.STAGE, values=schema.ESTIMATE)
@@ -596,6 +636,59 @@ def _cases(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- harmony harmonizers ------------------------------------------------------------------------------
+
+def _split_list(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _harmonizers_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="harmonizers_command", required=True, metavar="SUBCOMMAND")
+    compare = sub.add_parser("compare", help="benchmark every harmonizer on simulated cohorts with known truth",
+                             description="benchmark every harmonizer on simulated cohorts with known truth")
+    compare.add_argument("--matrix", default="default", choices=("default", "large"),
+                         help="scenario matrix: default (minutes on 2 cores) or large (for a cluster)")
+    compare.add_argument("--scenarios", default=None, help="comma-separated scenarios of the matrix (default: all)")
+    like = sub.add_parser("like", help="which harmonizer, and how many subjects per site, for data like yours",
+                          description="fit a generative model to your features table and benchmark the "
+                                      "harmonizers on cohorts simulated like it, with a sample-size curve")
+    like.add_argument("features", help="features table (.parquet or .csv), long (feature/value rows) or wide")
+    like.add_argument("--cases", default=None, help="cases table with the site and covariates, joined on case_id")
+    like.add_argument("--site", default="site", help="site column (default site)")
+    like.add_argument("--covariates", default=None, help="comma-separated covariate columns")
+    like.add_argument("--curve-replicates", type=_at_least(1), default=5, help="seeds per point of the sample-size curve")
+    for s in (compare, like):
+        s.add_argument("--methods", default=None, help="comma-separated methods (default: all installed)")
+        s.add_argument("--replicates", type=_at_least(1), default=3, help="seeds per scenario (default 3)")
+        s.add_argument("--seed", type=_at_least(0), default=0, help="the run's seed")
+        s.add_argument("--executor", default="processes", choices=("serial", "processes", "dask"))
+        s.add_argument("--workers", type=_at_least(0), default=2, help="worker processes (default 2)")
+        s.add_argument("--scheduler", default="", help="Dask scheduler address (default: a local cluster)")
+        _add_quiet(s)
+        s.add_argument("--out", required=True, help="output directory (re-run to resume)")
+
+
+def _harmonizers(args: argparse.Namespace) -> int:
+    from harmony.workflows.benchmark import compare_harmonizers, like_my_data
+
+    common = {"methods": _split_list(args.methods), "replicates": args.replicates, "seed": args.seed,
+              "executor": args.executor, "workers": args.workers, "scheduler": args.scheduler,
+              "progress": _progress(args)}
+    if args.harmonizers_command == "compare":
+        result = compare_harmonizers(args.out, matrix=args.matrix, scenarios=_split_list(args.scenarios), **common)
+    else:
+        result = like_my_data(args.features, args.out, cases_path=args.cases, site=args.site,
+                              covariates=_split_list(args.covariates), curve_replicates=args.curve_replicates,
+                              **common)
+    columns = ["rank", "method", "score", "cohorts", "site_accuracy_excess", "ad_fraction", "truth_correlation"]
+    print(result["ranked"][columns].round(3).to_string(index=False))
+    print(result["recommendation"])
+    if "needed" in result:
+        print(result["needed"])
+    print(f"report -> {Path(args.out) / 'report.html'}")
+    return EXIT_OK
+
+
 # -- the command table --------------------------------------------------------------------------------
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -610,6 +703,8 @@ COMMANDS: list[Command] = [
     ("reliability", "ICC, CCC and CoV of every feature per perturbation kind; stable features", _reliability_args,
      _reliability),
     ("harmonize", "ComBat-harmonize features across sites and measure the site effect", _harmonize_args, _harmonize),
+    ("harmonizers", "benchmark the harmonizers on simulated cohorts (compare), or on cohorts like your data (like)",
+     _harmonizers_args, _harmonizers),
     ("run", "run an experiment end to end: cohort, perturbations, extraction, reliability, harmonization, report",
      _run_args, _run),
     ("export", "write a run's features as wide tables: per variant, and the stable harmonized model table",

@@ -32,6 +32,15 @@ departs from neuroCombat 0.2.12, on purpose:
 - continuous covariates stay float64 (neuroCombat casts them, and data frames, to float32);
 - the transform uses the new subjects' covariates (``neuroCombatFromTraining`` ignores them).
 
+The work is done on the rows grouped by batch, in float64, with a few passes over the data: the least
+squares of step 1 centres the covariates within each batch (the batch intercepts are then batch means, and
+only the covariates need a solve), steps 2 and 3 follow from the residuals' per-batch sums and sums of
+squares, and step 5 scales each batch's rows in place and adds the location terms with one BLAS update.
+Degenerate statistics (a feature constant within a batch, an empirical Bayes prior without spread) and
+small batches (``min_batch_size``) are reported once each as a
+:class:`~harmony.harmonize.inputs.HarmonizationWarning`, as are features never negative in fit that come
+out negative.
+
 Batch labels and categorical covariate levels are compared as text (``1`` and ``"1"`` are one batch).
 Numeric covariate columns are continuous; text, categorical and boolean columns are categorical
 (one-hot, first level in sorted order dropped).
@@ -49,6 +58,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import linalg
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -61,7 +71,9 @@ from harmony.harmonize.covariates import (
     fit_covariates,
 )
 from harmony.harmonize.inputs import (
+    Degenerate,
     HarmonizationError,
+    HarmonizationWarning,
     _as_batch,
     _as_matrix,
     _labels,
@@ -70,7 +82,7 @@ from harmony.harmonize.inputs import (
 from harmony.harmonize.settings import TRANSFORMS
 from harmony.harmonize.transforms import make_transform, transform_from_dict
 
-__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "EB_CONVERGENCE", "EB_MAX_ITER", "ComBat"]
+__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "EB_CONVERGENCE", "EB_MAX_ITER", "MIN_BATCH_SIZE", "ComBat"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +95,15 @@ MODEL_FORMAT_VERSION = 2
 _RENAMED_PARAMS = {1: {"transform": "feature_transform"}}
 #: Convergence threshold and iteration cap of the parametric empirical Bayes iteration (R sva uses 1e-4).
 EB_CONVERGENCE = 1e-4
-#: Iteration cap of the parametric empirical Bayes iteration (a RuntimeWarning says when it is reached).
+#: Iteration cap of the parametric empirical Bayes iteration (a HarmonizationWarning says when it is reached).
 EB_MAX_ITER = 10_000
+#: Default ``min_batch_size``: fitting a smaller batch warns (its estimates are noisy).
+MIN_BATCH_SIZE = 10
 #: Number of feature pairs the non-parametric prior evaluates at once (bounds memory for many features).
 _NONPARAMETRIC_CHUNK = 2**22
 
 
 # -- the algorithm ----------------------------------------------------------------------------------
-
-def _standardise(Z: np.ndarray, grand_mean: np.ndarray, var_pooled: np.ndarray, cov_effect: np.ndarray) -> np.ndarray:
-    return (Z - grand_mean - cov_effect) / np.sqrt(var_pooled)
-
 
 def _parametric_eb(gamma_hat, delta_hat, means, ss, counts, mean_only):
     """Parametric empirical Bayes estimates, iterated for all batches and features at once."""
@@ -102,17 +112,18 @@ def _parametric_eb(gamma_hat, delta_hat, means, ss, counts, mean_only):
     if mean_only:
         return (t2 * gamma_hat + gamma_bar) / (t2 + 1), np.ones_like(delta_hat), np.zeros(len(counts), int)
     m, s2 = delta_hat.mean(axis=1, keepdims=True), delta_hat.var(axis=1, ddof=1, keepdims=True)
-    a, b = (2 * s2 + m**2) / s2, (m * s2 + m**3) / s2
+    with np.errstate(divide="ignore", invalid="ignore"):  # s2 = 0: no spread to shrink with (see _fit_combat)
+        a, b = (2 * s2 + m**2) / s2, (m * s2 + m**3) / s2
     n = counts[:, None].astype(float)
     g_old, d_old = gamma_hat.copy(), delta_hat.copy()
     n_iter = np.zeros(len(counts), int)
     active = np.arange(len(counts))
     while active.size:
         r = active
-        g_new = (t2[r] * n[r] * gamma_hat[r] + d_old[r] * gamma_bar[r]) / (t2[r] * n[r] + d_old[r])
-        sum2 = ss[r] + n[r] * (means[r] - g_new) ** 2  # = sum over the batch of (s - g_new)^2
-        d_new = (0.5 * sum2 + b[r]) / (n[r] / 2 + a[r] - 1)
         with np.errstate(divide="ignore", invalid="ignore"):
+            g_new = (t2[r] * n[r] * gamma_hat[r] + d_old[r] * gamma_bar[r]) / (t2[r] * n[r] + d_old[r])
+            sum2 = ss[r] + n[r] * (means[r] - g_new) ** 2  # = sum over the batch of (s - g_new)^2
+            d_new = (0.5 * sum2 + b[r]) / (n[r] / 2 + a[r] - 1)
             change = np.max(np.hstack([np.abs(g_new - g_old[r]) / g_old[r], np.abs(d_new - d_old[r]) / d_old[r]]),
                             axis=1)
         g_old[r], d_old[r] = g_new, d_new
@@ -120,7 +131,7 @@ def _parametric_eb(gamma_hat, delta_hat, means, ss, counts, mean_only):
         active = r[change > EB_CONVERGENCE]
         if active.size and n_iter[active[0]] >= EB_MAX_ITER:
             warnings.warn(f"ComBat: parametric empirical Bayes did not converge in {EB_MAX_ITER} iterations for "
-                          f"{active.size} batch(es)", RuntimeWarning, stacklevel=4)
+                          f"{active.size} batch(es)", HarmonizationWarning, stacklevel=4)
             break
     return g_old, d_old, n_iter
 
@@ -155,35 +166,59 @@ class _Fit:
     n_iter: np.ndarray
 
 
-def _fit_combat(Z, batch_idx, counts, cov, ref, *, parametric, eb, mean_only, const_in_batch,
-                labels: Sequence[str], batches: Sequence[str]) -> _Fit:
-    n, n_feat = Z.shape
+def _batch_order(batch_idx: np.ndarray, n_batch: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """The row order that groups the batches (None when they already are) and each batch's first row in it."""
+    starts = np.searchsorted(np.sort(batch_idx) if batch_idx.size else batch_idx, np.arange(n_batch))
+    if batch_idx.size < 2 or (np.diff(batch_idx) >= 0).all():
+        return None, starts
+    return np.argsort(batch_idx, kind="stable"), starts
+
+
+def _slices(starts: np.ndarray, n: int) -> list[slice]:
+    return [slice(int(s), int(e)) for s, e in zip(starts, [*starts[1:], n])]
+
+
+def _fit_combat(Zs, starts, counts, covs, ref, *, parametric, eb, mean_only, const_in_batch, scale,
+                labels: Sequence[str], batches: Sequence[str], solve=None, found: Degenerate | None = None) -> _Fit:
+    """The ComBat estimates from ``Zs`` (rows grouped by batch, from ``starts``; overwritten with residuals).
+
+    The standardised data are never formed: the per-batch mean and sum of squares of the standardised
+    values follow from those of the least-squares residuals, which have no other use.
+    """
+    n, n_feat = Zs.shape
     n_batch = len(counts)
-    onehot = np.eye(n_batch)[batch_idx]
-    batch_design = onehot.copy()
-    if ref is not None:
-        batch_design[:, ref] = 1.0  # intercept = reference batch; the other columns are differences to it
-    design = np.hstack([batch_design, cov])
-    beta = np.linalg.lstsq(design, Z, rcond=None)[0]
-    grand_mean = beta[ref] if ref is not None else (counts / n) @ beta[:n_batch]
-    resid = Z - design @ beta
-    pooled_rows = batch_idx == ref if ref is not None else slice(None)
-    var_pooled = np.mean(resid[pooled_rows] ** 2, axis=0)
-    degenerate = var_pooled <= 1e-20 * Z.var(axis=0)
+    blocks = _slices(starts, n)
+    # least squares on [batch one-hot, covariates]: with the covariates centred within each batch the two
+    # blocks are orthogonal, so the batch intercepts are batch means and only the covariates need a solve
+    zbar = np.array([Zs[b].sum(axis=0) for b in blocks]) / counts[:, None]
+    covbar = np.array([covs[b].mean(axis=0) for b in blocks]).reshape(n_batch, covs.shape[1])
+    centred = covs - np.repeat(covbar, counts, axis=0)
+    if solve is not None:  # hook for ComBatGAM (gam.py): penalised coefficients, solved on the full design
+        coef = solve(np.hstack([np.repeat(np.eye(n_batch), counts, axis=0), covs]), Zs)[n_batch:]
+    elif covs.shape[1]:
+        q, r = np.linalg.qr(centred)
+        coef = linalg.solve_triangular(r, q.T @ Zs)
+    else:
+        coef = np.zeros((0, n_feat))
+    intercept = zbar - covbar @ coef  # the batch coefficients of the one-hot design
+    grand_mean = intercept[ref] if ref is not None else (counts / n) @ intercept
+    for k, rows in enumerate(blocks):  # residuals, in place
+        Zs[rows] -= zbar[k]
+    resid = _gemm_update(Zs, centred, coef, alpha=-1.0)
+    rsum = np.array([resid[b].sum(axis=0) for b in blocks])
+    rss = np.array([np.einsum("ij,ij->j", resid[b], resid[b]) for b in blocks])
+    var_pooled = rss[ref] / counts[ref] if ref is not None else rss.sum(axis=0) / n
+    degenerate = var_pooled <= 1e-20 * scale**2
     if degenerate.any():
         j = int(np.flatnonzero(degenerate)[0])
         where = f"in reference batch {batches[ref]!r}" if ref is not None else "overall"
         raise HarmonizationError(f"feature {labels[j]!r} has no residual variance {where} after the batch "
                                  "and covariate effects (it is constant there, or exactly explained by them); "
                                  "ComBat cannot standardise it")
-    coef = beta[n_batch:]
-    S = _standardise(Z, grand_mean, var_pooled, cov @ coef)
-
-    means, ss = np.empty((n_batch, n_feat)), np.empty((n_batch, n_feat))
-    for k in range(n_batch):
-        rows = S[batch_idx == k]
-        means[k] = rows.mean(axis=0)
-        ss[k] = ((rows - means[k]) ** 2).sum(axis=0)
+    sd = np.sqrt(var_pooled)
+    rbar = rsum / counts[:, None]
+    means = (rbar + intercept - grand_mean) / sd  # batch means of the standardised data
+    ss = (rss - counts[:, None] * rbar**2) / var_pooled  # their sums of squares about those means
     gamma_hat = means.copy()
     if ref is not None:
         gamma_hat[np.arange(n_batch) != ref] -= means[ref]
@@ -191,18 +226,44 @@ def _fit_combat(Z, batch_idx, counts, cov, ref, *, parametric, eb, mean_only, co
         delta_hat = np.ones_like(means)
     else:
         delta_hat = ss / (counts[:, None] - 1)
-        delta_hat[const_in_batch | (delta_hat == 0)] = 1.0  # as R and neuroCombat: a zero variance becomes 1
+        zero = const_in_batch | (delta_hat == 0)
+        delta_hat[zero] = 1.0  # as R and neuroCombat: a zero variance becomes 1
+        if found is not None:
+            for k, j in zip(*np.nonzero(zero)):
+                found.add("feature constant within the batch (zero variance): its scale is taken as 1 and it stays "
+                          "constant there", labels[j], batches[k])
 
     n_iter = np.zeros(n_batch, int)
-    if not eb:
-        gamma_star, delta_star = gamma_hat.copy(), delta_hat.copy()
-    elif parametric:
-        gamma_star, delta_star, n_iter = _parametric_eb(gamma_hat, delta_hat, means, ss, counts, mean_only)
-    else:
-        gamma_star, delta_star = _nonparametric_eb(gamma_hat, delta_hat, means, ss, counts)
+    gamma_star, delta_star = gamma_hat.copy(), delta_hat.copy()
+    # the reference batch is left as it is: its estimates are not shrunk (with var_pooled taken from it alone,
+    # its delta_hat is n / (n - 1) for every feature, a prior without spread)
+    shrunk = np.arange(n_batch) != ref
+    if eb and parametric:
+        gamma_star[shrunk], delta_star[shrunk], n_iter[shrunk] = _parametric_eb(
+            gamma_hat[shrunk], delta_hat[shrunk], means[shrunk], ss[shrunk], counts[shrunk], mean_only)
+    elif eb:
+        gamma_star[shrunk], delta_star[shrunk] = _nonparametric_eb(gamma_hat[shrunk], delta_hat[shrunk],
+                                                                   means[shrunk], ss[shrunk], counts[shrunk])
+    bad = ~(np.isfinite(gamma_star).all(axis=1) & np.isfinite(delta_star).all(axis=1))
+    for k in np.flatnonzero(bad & shrunk):  # e.g. every feature's variance equal in the batch: a prior without spread
+        gamma_star[k], delta_star[k] = gamma_hat[k], delta_hat[k]
+        if found is not None:
+            found.add("empirical Bayes prior without spread over the features (the estimates are all equal): the "
+                      "batch's raw estimates are used, not shrunk", None, batches[k])
     if ref is not None:
         gamma_star[ref], delta_star[ref] = 0.0, 1.0
     return _Fit(grand_mean, var_pooled, coef, gamma_hat, delta_hat, gamma_star, delta_star, n_iter)
+
+
+def _gemm_update(C: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """``C += alpha * A @ B`` for a C-contiguous float64 ``C``, in place (one BLAS call, no temporary)."""
+    if C.size and A.shape[1]:
+        # C.T is Fortran-contiguous, the layout BLAS updates in place
+        out = linalg.blas.dgemm(alpha, np.asfortranarray(B.T), np.asfortranarray(A.T), beta=1.0, c=C.T,
+                                overwrite_c=True)
+        if not np.shares_memory(out, C):
+            C[...] = out.T
+    return C
 
 
 # -- the estimator ----------------------------------------------------------------------------------
@@ -239,10 +300,13 @@ class ComBat(TransformerMixin, BaseEstimator):
         Adjust the batch locations only, not their scales.
     ref_batch : str, optional
         A batch whose data are left unchanged; the others are mapped onto it.
-    feature_transform : {None, "log", "yeo-johnson", "quantile-normal"}, default=None
+    feature_transform : {None, "log", "yeo-johnson", "quantile-normal", "auto"}, default=None
         Per-feature transform fitted in ``fit``, applied before ComBat and inverted after it
         (see :mod:`harmony.harmonize.transforms`). The ``[harmonization] transform`` setting and the
         ``--transform`` option of ``harmony harmonize``.
+    min_batch_size : int, default 10
+        Fitting a batch with fewer samples warns (:class:`~harmony.harmonize.inputs.HarmonizationWarning`),
+        naming it and its count; a batch of one is an error unless ``mean_only``.
 
     Attributes
     ----------
@@ -258,6 +322,9 @@ class ComBat(TransformerMixin, BaseEstimator):
         Feature names seen in fit; only when fitted on a DataFrame.
     constant_ : ndarray of bool of shape (n_features_in_,)
         Features constant in the training data; they pass through unchanged.
+    training_min_ : ndarray of shape (n_features_in_,)
+        Each feature's training minimum: a feature never negative in fit that comes out negative in
+        :meth:`transform` is counted and named in a :class:`~harmony.harmonize.inputs.HarmonizationWarning`.
     covariates_ : list of Covariate
         Covariate encodings (categorical levels learned in fit).
     transform_ : fitted transform
@@ -311,12 +378,29 @@ class ComBat(TransformerMixin, BaseEstimator):
     __metadata_request__transform = {"batch": True, "covariates": True}
 
     def __init__(self, parametric: bool = True, eb: bool = True, mean_only: bool = False,
-                 ref_batch: str | None = None, feature_transform: str | None = None):
+                 ref_batch: str | None = None, feature_transform: str | None = None,
+                 min_batch_size: int = MIN_BATCH_SIZE):
         self.parametric = parametric
         self.eb = eb
         self.mean_only = mean_only
         self.ref_batch = ref_batch
         self.feature_transform = feature_transform
+        self.min_batch_size = min_batch_size
+
+    # -- hooks for the ComBat family: ComBatGAM (gam.py) adds spline columns to the design and a penalised solve.
+    # Keep them when optimising fit/transform: _fit_design/_design give the covariate part of the design,
+    # _solve(design, Z) -> coefficients replaces the least squares when not None.
+    _solve = None
+
+    def _fit_design(self, covariates: pd.DataFrame | None, n: int, samples: list | None) -> tuple[list, np.ndarray]:
+        specs = fit_covariates(covariates)
+        return specs, covariate_matrix(specs, covariates, n, samples)
+
+    def _design(self, covariates: pd.DataFrame | None, n: int, samples: list | None) -> np.ndarray:
+        return covariate_matrix(self.covariates_, covariates, n, samples)
+
+    def _n_design_terms(self) -> int:
+        return sum(len(c.terms) for c in self.covariates_)
 
     def _check_params(self) -> None:
         for name in ("parametric", "eb", "mean_only"):
@@ -325,6 +409,9 @@ class ComBat(TransformerMixin, BaseEstimator):
         if self.feature_transform is not None and self.feature_transform not in TRANSFORMS:
             raise HarmonizationError(f"ComBat: feature_transform must be None or one of {list(TRANSFORMS)}, "
                                      f"got {self.feature_transform!r}")
+        size = getattr(self, "min_batch_size", MIN_BATCH_SIZE)  # a subclass may not declare it
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 2:
+            raise HarmonizationError(f"ComBat: min_batch_size must be a whole number >= 2, got {size!r}")
 
     def fit(self, X: Any, y: Any = None, *, batch: Any = None, covariates: pd.DataFrame | None = None) -> ComBat:
         """Learn the ComBat estimates from ``X``, its batches and covariates.
@@ -347,7 +434,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         """
         _require_batch("fit", batch, y)
         self._check_params()
-        values, names, samples = _as_matrix(X)
+        values, names, samples = _as_matrix(X, copy=False)
         n, n_feat = values.shape
         labels = _as_batch(batch, n, samples)
         batches, batch_idx, counts = np.unique(labels, return_inverse=True, return_counts=True)
@@ -362,11 +449,22 @@ class ComBat(TransformerMixin, BaseEstimator):
             one = batches[int(np.flatnonzero(counts < 2)[0])]
             raise HarmonizationError(f"batch {one!r} has a single sample: its variance cannot be estimated "
                                      "(use mean_only=True, or merge or drop the batch)")
-        specs = fit_covariates(covariates)
-        cov = covariate_matrix(specs, covariates, n, samples)
+        size = getattr(self, "min_batch_size", MIN_BATCH_SIZE)
+        small = np.flatnonzero(counts < size)
+        if small.size:
+            listed = ", ".join(f"{batches[k]!r} ({counts[k]})" for k in small)
+            warnings.warn(f"ComBat: {small.size} batch(es) with fewer than {size} subjects: {listed}; their location "
+                          "and scale estimates are noisy and harmonized values may leave the features' range "
+                          "(merge small batches, or use mean_only=True)", HarmonizationWarning, stacklevel=3)
+        specs, cov = self._fit_design(covariates, n, samples)
         _check_rank(np.eye(len(batches))[batch_idx], specs, cov)
 
-        constant = np.ptp(values, axis=0) == 0
+        order, starts = _batch_order(batch_idx, len(batches))
+        grouped = values if order is None else values[order]
+        blocks = _slices(starts, n)
+        low = np.array([grouped[b].min(axis=0) for b in blocks])  # faster than np.minimum.reduceat
+        high = np.array([grouped[b].max(axis=0) for b in blocks])
+        constant = low.min(axis=0) == high.max(axis=0)
         if constant.any():
             logger.info("ComBat: %d feature(s) constant in training are passed through unchanged", int(constant.sum()))
         varying = ~constant
@@ -374,13 +472,20 @@ class ComBat(TransformerMixin, BaseEstimator):
             raise HarmonizationError(f"empirical Bayes needs at least 2 features that vary, got {int(varying.sum())} "
                                      "(use eb=False)")
         vlabels = _labels(names, varying)
-        transform = make_transform(self.feature_transform).fit(values[:, varying], vlabels, samples)
-        Z = transform.forward(values[:, varying], vlabels, samples)
-        const_in_batch = np.array([np.ptp(values[batch_idx == k][:, varying], axis=0) == 0
-                                   for k in range(len(batches))])
-        est = _fit_combat(Z, batch_idx, counts, cov, ref, parametric=self.parametric, eb=self.eb,
-                          mean_only=self.mean_only, const_in_batch=const_in_batch, labels=vlabels,
-                          batches=list(batches))
+        grouped = grouped if varying.all() else grouped[:, varying]
+        transform = make_transform(self.feature_transform).fit(grouped, vlabels, samples)
+        Zs = transform.forward(grouped, vlabels, samples)
+        if transform.name is None:
+            scale = (high.max(axis=0) - low.min(axis=0))[varying]
+        else:
+            scale = np.ptp(Zs, axis=0)
+        Zs = np.array(Zs, order="C", copy=np.shares_memory(Zs, values) or None)  # overwritten by the fit
+        found = Degenerate("ComBat")
+        est = _fit_combat(Zs, starts, counts, cov if order is None else cov[order], ref, parametric=self.parametric,
+                          eb=self.eb, mean_only=self.mean_only, const_in_batch=(low == high)[:, varying],
+                          scale=scale, labels=vlabels, batches=[str(b) for b in batches], solve=self._solve,
+                          found=found)
+        found.warn()
 
         self.batches_ = [str(b) for b in batches]
         self.batch_counts_ = counts
@@ -391,6 +496,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         self.constant_ = constant
+        self.training_min_ = low.min(axis=0)
         self.covariates_ = specs
         self.transform_ = transform
         self.grand_mean_, self.var_pooled_, self.covariate_coef_ = est.grand_mean, est.var_pooled, est.coef
@@ -410,7 +516,7 @@ class ComBat(TransformerMixin, BaseEstimator):
                                          f"{missing[:10]}{' ...' if len(missing) > 10 else ''} ({len(missing)}), "
                                          f"unexpected {extra[:10]}{' ...' if len(extra) > 10 else ''} ({len(extra)})")
             X = X.iloc[:, [given.index(f) for f in fitted]]
-        values, names, samples = _as_matrix(X)
+        values, names, samples = _as_matrix(X, copy=False)
         if values.shape[1] != self.n_features_in_:
             raise HarmonizationError(f"X has {values.shape[1]} features, the model was fitted on {self.n_features_in_}")
         return values, names, samples, X.columns if isinstance(X, pd.DataFrame) else None
@@ -443,21 +549,65 @@ class ComBat(TransformerMixin, BaseEstimator):
             raise HarmonizationError(f"batch {labels[unseen[0]]!r} (sample {_sample(samples, unseen[0])}) was not "
                                      f"seen in fit (batches: {self.batches_})")
         batch_idx = np.array([index[b] for b in labels], dtype=int)
-        cov = covariate_matrix(self.covariates_, covariates, n, samples)
+        cov = self._design(covariates, n, samples)
 
         varying = ~self.constant_
-        cov_effect = cov @ self.covariate_coef_
-        Z = self.transform_.forward(values[:, varying], _labels(names, varying), samples)
-        S = _standardise(Z, self.grand_mean_, self.var_pooled_, cov_effect)
-        S = (S - self.gamma_star_[batch_idx]) / np.sqrt(self.delta_star_[batch_idx])
-        out = values.copy()
-        out[:, varying] = self.transform_.inverse(S * np.sqrt(self.var_pooled_) + self.grand_mean_ + cov_effect)
+        Z = self.transform_.forward(values if varying.all() else values[:, varying], _labels(names, varying), samples)
+        order, starts = _batch_order(batch_idx, len(self.batches_))
+        Zs = np.array(Z if order is None else Z[order], order="C", copy=np.shares_memory(Z, values) or None)
+        design = np.hstack([cov, np.ones((n, 1))])
+        design = design if order is None else design[order]
+        # x* = (z - loc) / sqrt(delta*) + loc - gamma* sd / sqrt(delta*), with loc = grand mean + covariate effect:
+        # per batch, z scaled in place, then the covariate and location terms added by one BLAS update
+        effects = np.vstack([self.covariate_coef_, self.grand_mean_])
+        scale = 1 / np.sqrt(self.delta_star_)
+        shift = self.gamma_star_ * np.sqrt(self.var_pooled_) * scale
+        for k, rows in enumerate(_slices(starts, n)):
+            if rows.stop > rows.start:
+                block = Zs[rows]
+                block *= scale[k]
+                terms = effects * (1 - scale[k])
+                terms[-1] -= shift[k]
+                _gemm_update(block, design[rows], terms)
+        harmonized = self.transform_.inverse(Zs)
+        if order is not None:
+            unsorted = np.empty_like(harmonized)
+            unsorted[order] = harmonized
+            harmonized = unsorted
+        if varying.all():
+            out = harmonized
+        else:
+            out = values.copy()
+            out[:, varying] = harmonized
         if self.ref_level_ is not None:
             is_ref = batch_idx == self.ref_level_
             out[is_ref] = values[is_ref]
+        self._warn_below_bound(out, names)
         if isinstance(X, pd.DataFrame):
             return pd.DataFrame(out, index=X.index, columns=columns)[X.columns]
         return out
+
+    def _warn_below_bound(self, out: np.ndarray, names: list[str] | None) -> None:
+        """Warn, counting and naming them, about features never negative in fit that came out negative."""
+        low = getattr(self, "training_min_", None)  # None: a model saved before harmony recorded it
+        if low is None or not (low >= 0).any():
+            return
+        bounded = low >= 0
+        below = (out[:, bounded] < 0).sum(axis=0)
+        if not below.any():
+            return
+        columns = np.flatnonzero(bounded)[below > 0]
+        counts = below[below > 0]
+        labels = _labels(names, np.isin(np.arange(out.shape[1]), columns))
+        positive = low[columns] > 0
+        listed = ", ".join(f"{name!r} ({c}{'' if pos else ', has zeros'})"
+                           for name, c, pos in list(zip(labels, counts, positive))[:10])
+        more = f" and {len(columns) - 10} more" if len(columns) > 10 else ""
+        fix = ("feature_transform='log' (or 'auto') keeps the strictly positive ones positive; for features with zeros "
+               "'log' does not apply: clip or shift them")
+        warnings.warn(f"ComBat: {len(columns)} of {int(bounded.sum())} features never negative in fit came out "
+                      f"negative ({int(counts.sum())} value(s)): {listed}{more}; {fix}", HarmonizationWarning,
+                      stacklevel=3)
 
     def fit_transform(self, X: Any, y: Any = None, *, batch: Any = None,
                       covariates: pd.DataFrame | None = None) -> Any:
@@ -506,6 +656,7 @@ class ComBat(TransformerMixin, BaseEstimator):
             "batch_counts": self.batch_counts_.tolist(),
             "ref_level": self.ref_level_,
             "constant": self.constant_.tolist(),
+            "training_min": self.training_min_.tolist() if hasattr(self, "training_min_") else None,
             "covariates": [{"name": c.name, "levels": None if c.levels is None else list(c.levels)}
                            for c in self.covariates_],
             "transform": self.transform_.to_dict(),
@@ -558,6 +709,8 @@ class ComBat(TransformerMixin, BaseEstimator):
             model.batch_counts_ = np.array(data["batch_counts"], dtype=int)
             model.ref_level_ = data["ref_level"]
             model.constant_ = np.array(data["constant"], dtype=bool)
+            if data.get("training_min") is not None:
+                model.training_min_ = np.array(data["training_min"], dtype=float)
             model.covariates_ = [Covariate(c["name"], None if c["levels"] is None else tuple(c["levels"]))
                                  for c in data["covariates"]]
             model.transform_ = transform_from_dict(data["transform"])
@@ -566,7 +719,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         except (KeyError, TypeError, ValueError) as exc:
             raise HarmonizationError(f"{source}: damaged ComBat model ({type(exc).__name__}: {exc})") from None
         n_varying = int((~model.constant_).sum())
-        n_terms = sum(len(c.terms) for c in model.covariates_)
+        n_terms = model._n_design_terms()
         if model.covariate_coef_.size == 0 and n_terms * n_varying == 0:  # JSON keeps no shape for an empty matrix
             model.covariate_coef_ = np.zeros((n_terms, n_varying))
         _check_loaded(model, source, n_terms)
@@ -668,11 +821,13 @@ def _check_loaded(model: ComBat, source: str, n_terms: int) -> None:
         if (value <= 0).any():
             raise damaged(f"estimates.{name} holds {value[value <= 0].ravel()[0]!r}; a variance must be > 0")
     for key, value in model.transform_.to_dict().items():
-        if key == "name":
-            continue
+        if key == "name" or not isinstance(value, (list, tuple)):
+            continue  # a setting of the transform (auto's skewness threshold), not a per-feature parameter
         if len(value) != n_features:
             raise damaged(f"transform.{key} has {len(value)} entries for {n_features} features")
-        if not all(np.isfinite(np.asarray(v, dtype=float)).all() for v in value):
+        # auto records each feature's choice by name, and None for "no transform" or an undefined skewness
+        numbers = [v for v in value if v is not None and not isinstance(v, str)]
+        if not all(np.isfinite(np.asarray(v, dtype=float)).all() for v in numbers):
             raise damaged(f"transform.{key} holds a non-finite value; every fitted parameter must be finite")
 
 

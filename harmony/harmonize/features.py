@@ -10,13 +10,14 @@ import pandas as pd
 from harmony.core import schema
 from harmony.harmonize.combat import ComBat
 from harmony.harmonize.inputs import HarmonizationError
+from harmony.harmonize.methods import model_covariates
 
 __all__ = ["harmonization_inputs", "harmonize_features"]
 
 
 def harmonization_inputs(features: pd.DataFrame, cases: pd.DataFrame | None = None, *, batch: str = schema.SITE,
-                         covariates: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series,
-                                                                  pd.DataFrame | None]:
+                         covariates: Sequence[str] = (), batch_columns: Sequence[str] | None = None
+                         ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series | pd.DataFrame, pd.DataFrame | None]:
     """The rows ComBat harmonizes and its inputs: (rows, X cases x features, batch, covariates).
 
     The rows are those of the ``original`` variant, first repeat of each case: one row per case and
@@ -34,6 +35,8 @@ def harmonization_inputs(features: pd.DataFrame, cases: pd.DataFrame | None = No
         The column holding each case's batch (scanner, site).
     covariates : sequence of str, default ()
         Columns of ``cases`` whose effects ComBat preserves.
+    batch_columns : sequence of str, optional
+        Several batch variables (Nested and GMM ComBat): columns of ``cases`` (``batch`` itself may be one).
 
     Returns
     -------
@@ -41,8 +44,8 @@ def harmonization_inputs(features: pd.DataFrame, cases: pd.DataFrame | None = No
         The rows harmonized: the ``original`` variant, first repeat of each case.
     X : DataFrame
         ``rows`` as cases (index ``case_id``) x features.
-    batch : Series
-        Each case's batch, in X's row order.
+    batch : Series or DataFrame
+        Each case's batch, in X's row order; with ``batch_columns``, a table of those columns.
     covariates : DataFrame or None
         The covariate columns, in X's row order; None without covariates.
 
@@ -104,12 +107,18 @@ def harmonization_inputs(features: pd.DataFrame, cases: pd.DataFrame | None = No
             raise HarmonizationError(f"covariate column(s) {missing} are not in the cases table (columns: "
                                      f"{list(per_case.columns)})")
         cov = per_case[list(covariates)]
+    if batch_columns:
+        missing = [c for c in batch_columns if c != batch and (per_case is None or c not in per_case.columns)]
+        if missing:
+            raise HarmonizationError(f"batch column(s) {missing} are not in the cases table"
+                                     + ("" if per_case is None else f" (columns: {list(per_case.columns)})"))
+        labels = pd.DataFrame({c: labels if c == batch else per_case[c] for c in batch_columns}, index=X.index)
     return rows, X, labels, cov
 
 
 def harmonize_features(features: pd.DataFrame, cases: pd.DataFrame | None = None, *, batch: str = schema.SITE,
-                       covariates: Sequence[str] | None = None, model: ComBat | None = None,
-                       **combat_kwargs: Any) -> pd.DataFrame:
+                       covariates: Sequence[str] | None = None, model: Any = None,
+                       batch_columns: Sequence[str] | None = None, **combat_kwargs: Any) -> pd.DataFrame:
     """Harmonize the original variant's features: a :data:`~harmony.core.schema.HARMONIZED` table (raw + combat).
 
     Fits ``ComBat(**combat_kwargs)`` on all cases, or applies a fitted ``model`` (whose covariates are used
@@ -125,8 +134,11 @@ def harmonize_features(features: pd.DataFrame, cases: pd.DataFrame | None = None
         The column holding each case's batch (scanner, site).
     covariates : sequence of str, optional
         Columns of ``cases`` whose effects ComBat preserves; by default none, or the fitted ``model``'s.
-    model : ComBat, optional
-        A fitted model to apply instead of fitting one.
+    model : estimator, optional
+        A fitted model to apply instead of fitting one: ComBat or another method of
+        :mod:`harmony.harmonize.methods`.
+    batch_columns : sequence of str, optional
+        The batch variables of a Nested or GMM ComBat ``model`` (see :func:`harmonization_inputs`).
     **combat_kwargs
         Options of :class:`~harmony.harmonize.combat.ComBat` (e.g. ``parametric=False``), when no ``model``.
 
@@ -161,8 +173,9 @@ def harmonize_features(features: pd.DataFrame, cases: pd.DataFrame | None = None
     if model is not None and combat_kwargs:
         raise HarmonizationError(f"give a fitted model or ComBat options, not both (got {sorted(combat_kwargs)})")
     if covariates is None:
-        covariates = [c.name for c in model.covariates_] if model is not None else []
-    rows, X, labels, cov = harmonization_inputs(features, cases, batch=batch, covariates=covariates)
+        covariates = model_covariates(model) if model is not None else []
+    rows, X, labels, cov = harmonization_inputs(features, cases, batch=batch, covariates=covariates,
+                                                batch_columns=batch_columns)
     if model is None:
         model = ComBat(**combat_kwargs).fit(X, batch=labels, covariates=cov)
     harmonized = model.transform(X, batch=labels, covariates=cov)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,12 +11,78 @@ import numpy as np
 import pandas as pd
 
 from harmony.core.errors import HarmonyError
+from harmony.core.notices import HarmonyWarning
 
-__all__ = ["HarmonizationError"]
+__all__ = ["Degenerate", "HarmonizationError", "HarmonizationWarning"]
 
 
 class HarmonizationError(HarmonyError):
     """Input ComBat cannot harmonize: the message names the feature, sample, batch or covariate."""
+
+
+class HarmonizationWarning(HarmonyWarning):
+    """A harmonization that ran but may mislead; the message names the features, batches and counts.
+
+    Raised for a small batch, values out of their training bounds, a degenerate statistic, or a site effect
+    that did not fall; ``harmony harmonize`` and ``harmony run`` print each once.
+    """
+
+
+#: How many (feature, batch) pairs a warning lists before it says "and N more".
+_LISTED = 10
+
+
+class Degenerate:
+    """Collects degenerate statistics (feature, batch, why) and reports each kind once, as one warning.
+
+    Parameters
+    ----------
+    who : str
+        The estimator the statistics belong to (the warnings start with it).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> found = Degenerate("ComBat")
+    >>> found.add("zero variance within the batch; taken as 1", "f1", "site_a")
+    >>> found.add("zero variance within the batch; taken as 1", "f2", "site_a")
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     found.warn()
+    >>> print(caught[0].message)
+    ComBat: zero variance within the batch; taken as 1: 2 case(s): 'f1' in 'site_a', 'f2' in 'site_a'
+    """
+
+    def __init__(self, who: str):
+        self.who = who
+        self.found: dict[str, list[tuple[str | None, str | None]]] = {}
+
+    def add(self, why: str, feature: str | None = None, batch: str | None = None) -> None:
+        """Record one degenerate statistic.
+
+        Parameters
+        ----------
+        why : str
+            What is degenerate and what was done about it (the warnings are grouped by it).
+        feature, batch : str, optional
+            Where.
+        """
+        self.found.setdefault(why, []).append((feature, batch))
+
+    def warn(self, stacklevel: int = 3) -> None:
+        """Emit one :class:`HarmonizationWarning` per kind, naming the first cases and counting all.
+
+        Parameters
+        ----------
+        stacklevel : int, default 3
+            Passed to :func:`warnings.warn`.
+        """
+        for why, where in self.found.items():
+            named = [" in ".join(repr(w) for w in pair if w is not None) for pair in where[:_LISTED]]
+            more = f" and {len(where) - _LISTED} more" if len(where) > _LISTED else ""
+            warnings.warn(f"{self.who}: {why}: {len(where)} case(s): {', '.join(named)}{more}", HarmonizationWarning,
+                          stacklevel=stacklevel)
+        self.found.clear()
 
 
 def _sample(samples: Sequence | None, i: int) -> str:
@@ -31,8 +98,11 @@ def _labels(names: Sequence[str] | None, keep: np.ndarray) -> list[str]:
     return [names[j] if names is not None else f"column {j}" for j in np.flatnonzero(keep)]
 
 
-def _as_matrix(X: Any) -> tuple[np.ndarray, list[str] | None, list | None]:
-    """(values samples x features float64, feature names or None, sample labels or None); all finite."""
+def _as_matrix(X: Any, copy: bool = True) -> tuple[np.ndarray, list[str] | None, list | None]:
+    """(values samples x features float64, feature names or None, sample labels or None); all finite.
+
+    With ``copy=False`` a float64 array is returned as it is (the caller must not write into it).
+    """
     if isinstance(X, pd.DataFrame):
         names, samples = [str(c) for c in X.columns], list(X.index)
         for name in X.columns:
@@ -42,11 +112,13 @@ def _as_matrix(X: Any) -> tuple[np.ndarray, list[str] | None, list | None]:
     else:
         names = samples = None
         try:
-            values = np.array(X, dtype=float)
+            values = np.array(X, dtype=float, copy=copy or None)
         except (TypeError, ValueError) as exc:
             raise HarmonizationError(f"X must be a numeric samples x features array or DataFrame ({exc})") from None
     if values.ndim != 2:
         raise HarmonizationError(f"X must be 2-d (samples x features), got shape {values.shape}")
+    if np.isfinite(values.sum()):  # one pass, no temporary; a sum that overflows is checked value by value
+        return values, names, samples
     bad = ~np.isfinite(values)
     if bad.any():
         i, j = (int(k[0]) for k in np.nonzero(bad))

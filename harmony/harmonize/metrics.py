@@ -7,8 +7,13 @@ returns a tidy DataFrame. :func:`harmonization_metrics` runs all of them on a ha
 Per feature, the site effect is tested for the means (Welch's ANOVA, one-way ANOVA) and for the whole
 distribution (Kruskal-Wallis, Anderson-Darling k-sample); each test is summarised as the fraction of
 features associated with site after Benjamini-Hochberg correction. A site classifier (standardised
-features, logistic regression, stratified k-fold with a fixed ``random_state``) gives a multivariate view;
-its chance level is the share of the largest site. On simulated cohorts, each feature's Pearson
+features, logistic regression, stratified k-fold with a fixed ``random_state``) gives a multivariate view,
+scored by balanced accuracy (the mean over the sites of the share of each site's subjects predicted right),
+whose chance level is 1/k for k sites whatever their sizes (plain accuracy on unbalanced sites has a
+chance level of at least the largest site's share, and reads well above "chance" with no site effect).
+:func:`harmonization_metrics` warns (:class:`~harmony.harmonize.inputs.HarmonizationWarning`) when the
+harmonized stage's classifier is not closer to chance than the raw one, and when a distribution-level site
+effect (Kruskal-Wallis, Anderson-Darling fractions) rises after harmonization. On simulated cohorts, each feature's Pearson
 correlation with each ``truth_*`` column, and the covariates' effects on each feature (ordinary least
 squares, feature ~ 1 + covariates), show whether the biology is preserved.
 
@@ -28,11 +33,30 @@ from harmony.core import schema
 from harmony.core.errors import HarmonyError
 from harmony.core.schema import Column, TableSpec
 from harmony.harmonize.covariates import covariate_matrix, fit_covariates
+from harmony.harmonize.inputs import HarmonizationWarning
 
-__all__ = ["TEST", "STATISTIC", "PVALUE", "PVALUE_BH", "SIGNIFICANT", "TRUTH", "TERM", "STD_ERROR", "SITE_TESTS",
-           "SITE_EFFECTS", "SUMMARY", "TRUTH_CORRELATION", "COVARIATE_EFFECTS", "MetricsError", "welch_anova",
-           "site_effects", "site_classifier_accuracy", "truth_correlations", "covariate_effects",
-           "harmonization_metrics"]
+__all__ = [
+    "COVARIATE_EFFECTS",
+    "PVALUE",
+    "PVALUE_BH",
+    "SIGNIFICANT",
+    "SITE_EFFECTS",
+    "SITE_TESTS",
+    "STATISTIC",
+    "STD_ERROR",
+    "SUMMARY",
+    "TERM",
+    "TEST",
+    "TRUTH",
+    "TRUTH_CORRELATION",
+    "MetricsError",
+    "covariate_effects",
+    "harmonization_metrics",
+    "site_classifier_accuracy",
+    "site_effects",
+    "truth_correlations",
+    "welch_anova",
+]
 
 # -- column names of the metrics tables (the one place they are spelled) ---------------------------
 TEST = "test"
@@ -61,7 +85,8 @@ SUMMARY = TableSpec(
     "harmonization_summary",
     tuple(Column(*c) for c in ((schema.STAGE, "str"), (schema.METRIC, "str"), (schema.ESTIMATE, "float64", True))),
     key=(schema.STAGE, schema.METRIC),
-    doc="Per stage: fraction of features with a site effect per test, classifier accuracy and chance, ...",
+    doc="Per stage: fraction of features with a site effect per test, the site classifier's balanced accuracy "
+        "(site_classifier_accuracy) and its chance level 1/k (site_classifier_chance), ...",
 )
 
 
@@ -231,13 +256,15 @@ def site_effects(data: pd.DataFrame, *, site: str = schema.SITE, subject: str = 
 
 def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, subject: str = schema.CASE_ID,
                              feature: str = schema.FEATURE, value: str = schema.VALUE, n_splits: int = 5,
-                             random_state: int = 0, harmonizer=None,
-                             covariates: pd.DataFrame | None = None) -> dict[str, float]:
-    """Cross-validated accuracy of predicting the site from the features, and the chance level.
+                             random_state: int = 0, harmonizer=None, covariates: pd.DataFrame | None = None,
+                             harmonizer_batch: pd.DataFrame | None = None) -> dict[str, float]:
+    """Cross-validated balanced accuracy of predicting the site from the features, and its chance level 1/k.
 
     Logistic regression on standardised features (features with missing values are left out), scored by
-    :func:`sklearn.model_selection.cross_val_score` over a stratified k-fold (k = ``n_splits``, or the
-    smallest site's size when that is smaller) shuffled by ``random_state``.
+    :func:`sklearn.model_selection.cross_val_score` as balanced accuracy (the mean per-site
+    recall, so that chance is 1/k for k sites however unbalanced; computed by the classifier's ``score`` so
+    that the harmonizer below still receives the batch) over a stratified k-fold (k = ``n_splits``,
+    or the smallest site's size when that is smaller) shuffled by ``random_state``.
 
     With ``harmonizer`` (an unfitted :class:`~harmony.harmonize.ComBat`, and the ``covariates`` it needs,
     indexed by subject), the values are taken as raw and the harmonizer is the first step of the
@@ -262,11 +289,15 @@ def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, sub
         An unfitted harmonizer, refitted on each training fold.
     covariates : DataFrame, optional
         The harmonizer's covariates, indexed by subject.
+    harmonizer_batch : DataFrame, optional
+        The harmonizer's batch when it is not the site (the batch variables of Nested and GMM ComBat),
+        indexed by subject.
 
     Returns
     -------
     dict of str to float
-        ``accuracy`` (mean over the folds), ``chance`` (the largest site's share) and ``folds`` (k).
+        ``accuracy`` (the balanced accuracy, mean over the folds), ``chance`` (1 / the number of sites) and
+        ``folds`` (k).
 
     Raises
     ------
@@ -294,6 +325,7 @@ def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, sub
     from sklearn import config_context
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -301,7 +333,7 @@ def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, sub
     wide = _wide(data, subject, feature, value).dropna(axis=1)
     sites = _per_subject(data, subject, site).reindex(wide.index).astype(str).to_numpy()
     counts = pd.Series(sites).value_counts()
-    chance = float(counts.iloc[0] / counts.sum())
+    chance = 1 / len(counts)
     k = int(min(n_splits, counts.min()))
     result = {"accuracy": float("nan"), "chance": chance, "folds": float(k)}
     reasons = {"fewer than 2 sites": len(counts) < 2,
@@ -312,18 +344,26 @@ def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, sub
     if undefined:
         warnings.warn(f"site classifier accuracy is NaN: {undefined[0]}", RuntimeWarning, stacklevel=2)
         return result
-    steps = [StandardScaler(), LogisticRegression(max_iter=2000)]
+    class BalancedLogisticRegression(LogisticRegression):
+        # scored by the pipeline's score(), which routes the batch to the harmonizer (a scorer would not)
+        def score(self, X, y, sample_weight=None):
+            return balanced_accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+
+    steps = [StandardScaler(), BalancedLogisticRegression(max_iter=2000)]
     metadata = {}
     if harmonizer is not None:
         steps.insert(0, harmonizer)  # cross_val_score fits a clone per fold
-        metadata = {"batch": sites} if covariates is None else {"batch": sites,
-                                                               "covariates": covariates.reindex(wide.index)}
+        metadata = {"batch": sites if harmonizer_batch is None else harmonizer_batch.reindex(wide.index)}
+        if covariates is not None:
+            metadata["covariates"] = covariates.reindex(wide.index)
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
     try:
         with config_context(enable_metadata_routing=True), warnings.catch_warnings():
             # the classifier's own warnings (convergence, overflow in its solver); the harmonizer's stay
             warnings.filterwarnings("ignore", category=ConvergenceWarning)
             warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"sklearn\.")
+            # the in-fold refits would repeat, with fold-sized counts, what the fit on all subjects reported
+            warnings.filterwarnings("ignore", category=HarmonizationWarning)
             scores = cross_val_score(make_pipeline(*steps), wide.to_numpy(), sites, cv=cv, params=metadata,
                                      error_score="raise")
     except HarmonyError as exc:
@@ -431,9 +471,45 @@ def covariate_effects(data: pd.DataFrame, covariates: pd.DataFrame, *, subject: 
     return pd.DataFrame(rows, columns=[feature, TERM, schema.ESTIMATE, STD_ERROR, PVALUE])
 
 
+#: A rise of at most this fraction of the features in a site test is not reported (one feature in a hundred).
+_RISE_TOLERANCE = 0.01
+#: A harmonized classifier closer to chance than the raw one by less than this is "not moved toward chance".
+_CHANCE_TOLERANCE = 0.02
+_DISTRIBUTION_TESTS = {"kruskal_wallis": "Kruskal-Wallis", "anderson_darling": "Anderson-Darling"}
+
+
+def _warn_verdicts(summary: pd.DataFrame) -> None:
+    """The raw stage against each harmonized one: a distribution-level site effect that rose, a classifier not
+    moved toward chance (each once, as a :class:`HarmonizationWarning` in plain words)."""
+    values = summary.set_index([schema.STAGE, schema.METRIC])[schema.ESTIMATE]
+    stages = list(dict.fromkeys(summary[schema.STAGE]))
+    if "raw" not in stages:
+        return
+    for stage in (s for s in stages if s != "raw"):
+        for test, name in _DISTRIBUTION_TESTS.items():
+            key = f"{test}_fraction_significant"
+            before, after = values.get(("raw", key)), values.get((stage, key))
+            if before is not None and after is not None and after > before + _RISE_TOLERANCE:
+                warnings.warn(f"the distribution-level site effect ROSE after harmonization ({stage}): {name} fraction "
+                              f"of features with a site effect {before:.3f} -> {after:.3f}; the sites now differ in "
+                              "shape more than before (try a feature_transform such as 'auto' or 'yeo-johnson')",
+                              HarmonizationWarning, stacklevel=3)
+        before = values.get(("raw", "site_classifier_accuracy"))
+        after = values.get((stage, "site_classifier_accuracy"))
+        chance = values.get((stage, "site_classifier_chance"))
+        if before is None or after is None or not (np.isfinite(before) and np.isfinite(after)):
+            continue
+        if abs(after - chance) > abs(before - chance) - _CHANCE_TOLERANCE:
+            warnings.warn(f"harmonization ({stage}) did not move the site classifier toward chance: balanced "
+                          f"accuracy {before:.3f} before, {after:.3f} after, chance {chance:.3f} (1/"
+                          f"{round(1 / chance)} sites); the site is as predictable as before", HarmonizationWarning,
+                          stacklevel=3)
+
+
 def harmonization_metrics(harmonized: pd.DataFrame, cases: pd.DataFrame | None = None, *,
                           batch: str = schema.SITE, covariates: Sequence[str] = (), alpha: float = 0.05,
-                          n_splits: int = 5, random_state: int = 0, harmonizer=None) -> dict[str, pd.DataFrame]:
+                          n_splits: int = 5, random_state: int = 0, harmonizer=None,
+                          harmonizer_batch: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """All metrics, per stage, of a harmonized table (one row per case and feature in each stage).
 
     With ``harmonizer`` (an unfitted ComBat with the options used), the classifier accuracy of the
@@ -463,6 +539,8 @@ def harmonization_metrics(harmonized: pd.DataFrame, cases: pd.DataFrame | None =
         Seed of the classifier's fold shuffle.
     harmonizer : ComBat, optional
         An unfitted ComBat with the options used, refitted in each fold for the ``combat`` stage.
+    harmonizer_batch : DataFrame, optional
+        The harmonizer's batch variables when they are not ``batch`` (Nested and GMM ComBat), indexed by case.
 
     Returns
     -------
@@ -519,7 +597,8 @@ def harmonization_metrics(harmonized: pd.DataFrame, cases: pd.DataFrame | None =
         in_fold = harmonizer is not None and stage == "combat" and "raw" in stages
         clf = site_classifier_accuracy(stages["raw"] if in_fold else rows, site=_BATCH, n_splits=n_splits,
                                        random_state=random_state, harmonizer=harmonizer if in_fold else None,
-                                       covariates=per_case[list(covariates)] if in_fold and covariates else None)
+                                       covariates=per_case[list(covariates)] if in_fold and covariates else None,
+                                       harmonizer_batch=harmonizer_batch if in_fold else None)
         summary += [(stage, "site_classifier_accuracy", clf["accuracy"]),
                     (stage, "site_classifier_chance", clf["chance"])]
         if truth.shape[1]:
@@ -529,6 +608,8 @@ def harmonization_metrics(harmonized: pd.DataFrame, cases: pd.DataFrame | None =
                         for t, g in r.groupby(TRUTH, sort=False)]
         if covariates:
             effects.append(covariate_effects(rows, per_case[list(covariates)]).assign(**{schema.STAGE: stage}))
+
+    _warn_verdicts(pd.DataFrame(summary, columns=[schema.STAGE, schema.METRIC, schema.ESTIMATE]))
 
     def combine(parts: list[pd.DataFrame], spec: TableSpec) -> pd.DataFrame:
         return spec.validate(pd.concat(parts, ignore_index=True) if parts else spec.empty(), spec.name)

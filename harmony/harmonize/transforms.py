@@ -17,6 +17,12 @@ range it was fitted on:
     the empirical distribution function learned in fit (at most :data:`N_QUANTILES` quantiles at the
     plotting positions ``(k - 0.5) / m``) mapped to normal scores; both directions interpolate linearly
     between the fitted quantiles and extrapolate linearly beyond them, so the map is strictly monotone.
+``"auto"``
+    chosen per feature from its training values: none where the absolute sample skewness (adjusted
+    Fisher-Pearson, :func:`scipy.stats.skew` with ``bias=False``) is at most :data:`SKEWNESS_THRESHOLD` = 1,
+    Bulmer's (1979, *Principles of Statistics*) bound of a "highly skewed" distribution; otherwise ``"log"``
+    when every training value is > 0, ``"yeo-johnson"`` when not. The choice, and each feature's skewness,
+    are stored in the model.
 """
 
 from __future__ import annotations
@@ -31,11 +37,23 @@ from harmony.core.errors import HarmonyError
 from harmony.harmonize.inputs import _sample
 from harmony.harmonize.settings import TRANSFORMS
 
-__all__ = ["N_QUANTILES", "TransformError", "Identity", "Log", "YeoJohnson", "QuantileNormal", "make_transform",
-           "transform_from_dict"]
+__all__ = [
+    "N_QUANTILES",
+    "SKEWNESS_THRESHOLD",
+    "Auto",
+    "Identity",
+    "Log",
+    "QuantileNormal",
+    "TransformError",
+    "YeoJohnson",
+    "make_transform",
+    "transform_from_dict",
+]
 
 #: Largest number of fitted quantiles per feature for ``"quantile-normal"`` (keeps model.json small).
 N_QUANTILES = 1000
+#: ``"auto"``: a feature whose absolute skewness exceeds this is transformed (Bulmer 1979: "highly skewed").
+SKEWNESS_THRESHOLD = 1.0
 
 
 class TransformError(HarmonyError):
@@ -359,7 +377,98 @@ class QuantileNormal(Identity):
         return cls(data["quantiles"], data["scores"])
 
 
-_CLASSES = {cls.name: cls for cls in (Identity, Log, YeoJohnson, QuantileNormal)}
+class Auto(Identity):
+    """Per feature, no transform, ``"log"`` or ``"yeo-johnson"``, chosen from the training skewness.
+
+    Parameters
+    ----------
+    choices : sequence of {None, "log", "yeo-johnson"}, optional
+        The transform of each feature; None before :meth:`fit`.
+    skewness : array-like of shape (n_features,), optional
+        Each feature's training skewness (adjusted Fisher-Pearson).
+    yeo_johnson : YeoJohnson, optional
+        The fitted Yeo-Johnson transform of the ``"yeo-johnson"`` features, in their order.
+    threshold : float, default SKEWNESS_THRESHOLD
+        The absolute skewness above which a feature is transformed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.column_stack([rng.normal(size=300), rng.lognormal(size=300), rng.lognormal(size=300) - 1.5])
+    >>> t = Auto().fit(x, ["normal", "positive", "signed"])
+    >>> t.choices
+    [None, 'log', 'yeo-johnson']
+    >>> bool(np.allclose(t.inverse(t.forward(x, ["normal", "positive", "signed"])), x))
+    True
+    """
+
+    name = "auto"
+
+    def __init__(self, choices=None, skewness=None, yeo_johnson=None, threshold=SKEWNESS_THRESHOLD):
+        self.choices = None if choices is None else list(choices)
+        self.skewness = None if skewness is None else np.asarray(skewness, dtype=float)
+        self.yeo_johnson = yeo_johnson
+        self.threshold = float(threshold)
+
+    def _columns(self, which):
+        return np.array([c == which for c in self.choices], dtype=bool)
+
+    def fit(self, values, features, samples=None):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a constant column has no skewness: NaN, left as is
+            self.skewness = np.atleast_1d(stats.skew(values, axis=0, bias=False)) if len(values) > 2 \
+                else np.zeros(values.shape[1])
+        skewed = np.abs(np.nan_to_num(self.skewness)) > self.threshold
+        positive = (values > 0).all(axis=0)
+        self.choices = [None if not s else "log" if p else "yeo-johnson" for s, p in zip(skewed, positive)]
+        yj = self._columns("yeo-johnson")
+        self.yeo_johnson = YeoJohnson().fit(values[:, yj], [f for f, c in zip(features, yj) if c], samples)
+        return self
+
+    def forward(self, values, features=None, samples=None):
+        out = values.astype(float, copy=True)
+        log, yj = self._columns("log"), self._columns("yeo-johnson")
+        if log.any():
+            names = [f"column {j}" for j in range(values.shape[1])] if features is None else list(features)
+            out[:, log] = Log().forward(values[:, log], [n for n, c in zip(names, log) if c], samples)
+        if yj.any():
+            out[:, yj] = self.yeo_johnson.forward(values[:, yj])
+        return out
+
+    def inverse(self, values):
+        out = values.copy()
+        log, yj = self._columns("log"), self._columns("yeo-johnson")
+        out[:, log] = np.exp(values[:, log])
+        if yj.any():
+            out[:, yj] = self.yeo_johnson.inverse(values[:, yj])
+        return out
+
+    def to_dict(self):
+        return {"name": self.name, "threshold": self.threshold, "choices": self.choices,
+                "skewness": [None if not np.isfinite(v) else float(v) for v in self.skewness],
+                "yeo_johnson": self.yeo_johnson.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data):
+        """Rebuild the fitted transform from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        data : dict
+            What :meth:`to_dict` returned: ``name``, ``threshold``, the per-feature ``choices`` and
+            ``skewness``, and the fitted ``yeo_johnson`` transform.
+
+        Returns
+        -------
+        Auto
+            The fitted transform.
+        """
+        skewness = [np.nan if v is None else v for v in data["skewness"]]
+        return cls(data["choices"], skewness, YeoJohnson.from_dict(data["yeo_johnson"]), data["threshold"])
+
+
+_CLASSES = {cls.name: cls for cls in (Identity, Log, YeoJohnson, QuantileNormal, Auto)}
 
 
 def make_transform(name: str | None) -> Identity:
@@ -367,13 +476,14 @@ def make_transform(name: str | None) -> Identity:
 
     Parameters
     ----------
-    name : {None, "log", "yeo-johnson", "quantile-normal"}
+    name : {None, "log", "yeo-johnson", "quantile-normal", "auto"}
         The ``feature_transform`` of :class:`~harmony.harmonize.combat.ComBat`.
 
     Returns
     -------
     Identity
-        :class:`Identity`, :class:`Log`, :class:`YeoJohnson` or :class:`QuantileNormal`, to be fitted.
+        :class:`Identity`, :class:`Log`, :class:`YeoJohnson`, :class:`QuantileNormal` or :class:`Auto`, to be
+        fitted.
 
     Raises
     ------

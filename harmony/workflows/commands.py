@@ -26,7 +26,7 @@ from harmony.extraction.adapter import make_extractor
 from harmony.extraction.engine import RunResult, run_tasks
 from harmony.extraction.params import load_params, resolve_label
 from harmony.extraction.taskfiles import FAILURES_NAME
-from harmony.harmonize.combat import ComBat
+from harmony.harmonize.methods import load_model
 from harmony.perturb.batch import perturb_cases
 from harmony.perturb.design import DESIGN, expand_design
 from harmony.perturb.variants import variants_from_table, variants_table
@@ -220,8 +220,9 @@ def harmonize_table(features_path: str | os.PathLike, out: str | os.PathLike, *,
                     covariates: Sequence[str] | None = None, model_path: str | os.PathLike | None = None,
                     combat_options: dict[str, Any] | None = None, n_splits: int = 5,
                     random_state: int = 0, id_column: str | None = None, missing: str = "stop",
-                    feature_columns: Sequence[str] | None = None) -> dict[str, Any]:
-    """``harmony harmonize``: fit ComBat (or apply the saved model), measure the site effect, write the page.
+                    feature_columns: Sequence[str] | None = None, method: str = "combat",
+                    method_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``harmony harmonize``: fit a harmonizer (or apply the saved model), measure the site effect, write the page.
 
     Besides the tables of :func:`~harmony.workflows.harmonization.run_harmonization`, ``out`` gets ``report.html``
     (the harmonization section of the report, with figures and the warnings raised).
@@ -258,6 +259,10 @@ def harmonize_table(features_path: str | os.PathLike, out: str | os.PathLike, *,
         Folds of the cross-validated site classifier.
     random_state : int, default 0
         Seed of its folds.
+    method : str, default "combat"
+        The harmonization method (:data:`~harmony.harmonize.settings.METHODS`).
+    method_options : dict, optional
+        Its options (the ``[harmonization.<method>]`` table).
 
     Returns
     -------
@@ -289,16 +294,19 @@ def harmonize_table(features_path: str | os.PathLike, out: str | os.PathLike, *,
         cases = read_cases(cases_path) if cases_path else None
     options = dict(combat_options or {})
     if model_path:
-        if options:
-            raise HarmonyError(f"--model {model_path}: the saved model fixes the ComBat options; drop {sorted(options)}")
-        options = {"model": ComBat.load(model_path)}
+        if options or method_options:
+            raise HarmonyError(f"--model {model_path}: the saved model fixes the method and its options; drop "
+                               f"{sorted(options) + sorted(method_options or {})}")
+        options = {"model": load_model(model_path)}
+    else:
+        options.update(method=method, method_options=method_options)
     with collect_warnings() as log:
         results = run_harmonization(features, out, cases, batch=batch, covariates=covariates, n_splits=n_splits,
                                     random_state=random_state, **options)
         write_harmonization_report(out, results, log)
     if wide is not None:
         harmonized = results["harmonized"]
-        combat = harmonized[harmonized[schema.STAGE] == "combat"]
+        combat = harmonized[harmonized[schema.STAGE] == schema.STAGES[-1]]
         suffix = Path(features_path).suffix.lower()
         results["wide"] = wide
         results["wide_path"] = write_wide(combat, wide, Path(out) / f"harmonized{suffix}")

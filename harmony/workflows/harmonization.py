@@ -11,14 +11,19 @@ import pandas as pd
 from sklearn.base import clone
 
 from harmony.core import schema
-from harmony.core.files import read_json, write_table, write_text
+from harmony.core.files import read_json, write_json, write_table, write_text
 from harmony.core.lock import RunLock
 from harmony.core.manifest import MANIFEST_NAME, build_manifest, now_utc, write_manifest
 from harmony.core.notices import WarningLog
 from harmony.harmonize import metrics as hm
-from harmony.harmonize.combat import ComBat
 from harmony.harmonize.features import harmonization_inputs, harmonize_features
 from harmony.harmonize.inputs import HarmonizationError
+from harmony.harmonize.methods import (
+    make_harmonizer,
+    method_of,
+    model_batch_columns,
+    model_covariates,
+)
 from harmony.report.page import render_harmonization_report
 
 __all__ = ["OUTPUTS", "run_harmonization", "REPORT_NAME", "write_harmonization_report"]
@@ -32,9 +37,12 @@ REPORT_NAME = "report.html"
 
 
 def run_harmonization(features: pd.DataFrame, out_dir: str | os.PathLike, cases: pd.DataFrame | None = None, *,
-                      batch: str = schema.SITE, covariates: Sequence[str] | None = None, model: ComBat | None = None,
-                      n_splits: int = 5, random_state: int = 0, **combat_kwargs: Any) -> dict[str, pd.DataFrame]:
+                      batch: str = schema.SITE, covariates: Sequence[str] | None = None, model: Any = None,
+                      method: str = "combat", method_options: dict[str, Any] | None = None, n_splits: int = 5,
+                      random_state: int = 0, **combat_kwargs: Any) -> dict[str, pd.DataFrame]:
     """Harmonize (fit, or apply ``model``), measure, and write :data:`OUTPUTS` and a manifest into ``out_dir``.
+
+    The model file records the method (``"method"`` beside the estimator's own ``format``).
 
     Parameters
     ----------
@@ -50,14 +58,19 @@ def run_harmonization(features: pd.DataFrame, out_dir: str | os.PathLike, cases:
     covariates : sequence of str, optional
         Covariate columns of ``cases`` whose effects ComBat keeps; with ``model`` they default to the
         model's (others are an error), otherwise to none.
-    model : ComBat, optional
-        A fitted model to apply instead of fitting one.
+    model : estimator, optional
+        A fitted model (of any method of :mod:`harmony.harmonize.methods`) to apply instead of fitting one.
+    method : str, default "combat"
+        The method fitted when no ``model`` is given (:data:`~harmony.harmonize.settings.METHODS`).
+    method_options : dict, optional
+        Its ``[harmonization.<method>]`` options (e.g. ``{"smooth": ["age"]}`` for ``gam``); Nested and GMM
+        ComBat take their batch variables from ``batch_columns`` (default: ``[batch]``).
     n_splits : int, default 5
         Folds of the cross-validated site classifier.
     random_state : int, default 0
         Seed of the classifier's folds.
     **combat_kwargs
-        :class:`harmony.ComBat` parameters (not with ``model``).
+        :class:`harmony.ComBat` parameters the method takes (not with ``model``).
 
     Returns
     -------
@@ -68,8 +81,8 @@ def run_harmonization(features: pd.DataFrame, out_dir: str | os.PathLike, cases:
     Raises
     ------
     HarmonizationError
-        Both ``model`` and ComBat options, covariates the model was not fitted with, or inputs ComBat
-        cannot use.
+        Both ``model`` and options, covariates the model was not fitted with, options the method does not
+        take, or inputs it cannot use.
     LockError
         Another live run holds ``out_dir``.
     """
@@ -80,25 +93,36 @@ def run_harmonization(features: pd.DataFrame, out_dir: str | os.PathLike, cases:
         if model is None:
             if covariates is None:
                 covariates = []
-            _, X, labels, cov = harmonization_inputs(features, cases, batch=batch, covariates=covariates)
-            model = ComBat(**combat_kwargs).fit(X, batch=labels, covariates=cov)
-        elif combat_kwargs:
-            raise HarmonizationError(f"give a fitted model or ComBat options, not both (got {sorted(combat_kwargs)})")
+            options = dict(method_options or {})
+            columns = list(options.get("batch_columns") or [batch]) if method in ("nested", "gmm") else None
+            harmonizer = make_harmonizer(method, combat_kwargs, options, batch_columns=columns)
+            _, X, labels, cov = harmonization_inputs(features, cases, batch=batch, covariates=covariates,
+                                                     batch_columns=columns)
+            model = harmonizer.fit(X, batch=labels, covariates=cov)
+        elif combat_kwargs or method_options or method != "combat":
+            raise HarmonizationError("give a fitted model or the method and its options, not both (got "
+                                     f"{sorted(combat_kwargs) + sorted(method_options or {})})")
+        method, columns = method_of(model), model_batch_columns(model)
         if covariates is None:
-            covariates = [c.name for c in model.covariates_]
-        harmonized = harmonize_features(features, cases, batch=batch, covariates=covariates, model=model)
+            covariates = model_covariates(model)
+        harmonized = harmonize_features(features, cases, batch=batch, covariates=covariates, model=model,
+                                        batch_columns=columns)
+        in_fold_batch = None
+        if columns is not None:
+            in_fold_batch = harmonization_inputs(features, cases, batch=batch, batch_columns=columns)[2]
         metrics = hm.harmonization_metrics(harmonized, cases, batch=batch, covariates=covariates, n_splits=n_splits,
-                                           random_state=random_state, harmonizer=clone(model))
+                                           random_state=random_state, harmonizer=clone(model),
+                                           harmonizer_batch=in_fold_batch)
         write_table(harmonized, out / OUTPUTS["harmonized"], schema.HARMONIZED)
-        model.save(out / OUTPUTS["model"])
+        write_json(out / OUTPUTS["model"], {**model.to_dict(), "method": method})
         specs = {"site_effects": hm.SITE_EFFECTS, "summary": hm.SUMMARY, "truth_correlation": hm.TRUTH_CORRELATION,
                  "covariate_effects": hm.COVARIATE_EFFECTS}
         for name, spec in specs.items():
             write_table(metrics[name], out / OUTPUTS[name], spec)
         n_cases = harmonized[schema.CASE_ID].nunique()
         write_manifest(out, build_manifest(
-            command="harmonize", config={"batch": batch, "covariates": covariates, **model.get_params(),
-                                         "n_splits": n_splits}, seeds={"classifier_cv": random_state},
+            command="harmonize", config={"method": method, "batch": batch, "covariates": covariates,
+                                         **model.get_params(), "n_splits": n_splits}, seeds={"classifier_cv": random_state},
             started=started, tasks={"cases": n_cases, "features": int(model.n_features_in_)}, outputs=OUTPUTS))
     return {"harmonized": harmonized, **metrics}
 

@@ -46,7 +46,7 @@ from harmony.core.notices import WarningLog, collect_warnings
 from harmony.core.progress import log_stage
 from harmony.extraction.adapter import extraction_params
 from harmony.extraction.engine import run_tasks
-from harmony.harmonize.settings import combat_options
+from harmony.harmonize.settings import combat_options, method_options
 from harmony.perturb.design import expand_design
 from harmony.perturb.variants import variants_from_table, variants_table
 from harmony.phantoms.cohort import simulate_cohort
@@ -335,6 +335,7 @@ def _run_stages(run: _Run, config: Mapping[str, Any], params: dict[str, Any]) ->
             features = read_table(run.path("features"), schema.FEATURES)  # only this stage needs it all
             metrics = run_harmonization(features, run.dir / HARMONIZATION_DIR, cases, batch=batch,
                                         covariates=settings["covariates"], random_state=run.seed,
+                                        method=settings["method"], method_options=method_options(settings),
                                         **combat_options(settings))
             summary = metrics["summary"]
             return {"summary": {f"{row.metric}[{row.stage}]": row.estimate for row in summary.itertuples()}}

@@ -41,7 +41,7 @@ def test_cli_harmonize_end_to_end(cohort, tmp_path, capsys):
     np.testing.assert_array_equal(raw, combat)
     model = ComBat.load(out / "model.json")  # --transform is ComBat's feature_transform
     assert model.get_params() == {"parametric": True, "eb": True, "mean_only": False, "ref_batch": "scanner2",
-                                  "feature_transform": "yeo-johnson"}
+                                  "feature_transform": "yeo-johnson", "min_batch_size": 10}
     assert read_json(out / "manifest.json")["config"]["feature_transform"] == "yeo-johnson"
 
     again = tmp_path / "again"

@@ -144,6 +144,25 @@ def test_an_upgraded_extractor_reruns_every_stage_and_re_extracts(tiny_run, tmp_
     assert features.stat().st_mtime_ns != before
 
 
+@pytest.mark.parametrize(("method", "options"), [("covbat", ["harmonization.covbat.n_pc=2"]),
+                                               ("gam", ["harmonization.covariates=['truth_heterogeneity']",
+                                                        "harmonization.gam.smooth=['truth_heterogeneity']",
+                                                        "harmonization.gam.alpha=1.0", "harmonization.gam.df=5"])])
+def test_harmonization_method_in_the_experiment_reruns_only_harmonization(tiny_run, tmp_path, capsys, method,
+                                                                          options):
+    config, shared_run = tiny_run
+    run_dir = tmp_path / "run"  # a copy: the module's run stays as the other tests expect it
+    shutil.copytree(shared_run, run_dir)
+    capsys.readouterr()
+    sets = [arg for option in [f"harmonization.method={method}", *options] for arg in ("--set", option)]
+    assert main(["run", str(config), "--out", str(run_dir), "--quiet", *sets]) == 0
+    out = capsys.readouterr()
+    assert "harmonization  done" in out.out and "extraction     skipped" in out.out
+    model = json.loads((run_dir / "harmonization" / "model.json").read_text())
+    assert model["method"] == method
+    assert out.err.count("fewer than 10 subjects") == 1  # 4 cases per site, said once
+
+
 def test_config_without_cases_is_refused(tmp_path, capsys):
     config = tmp_path / "empty.toml"
     config.write_text('[experiment]\nname = "x"\n')

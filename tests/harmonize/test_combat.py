@@ -129,8 +129,9 @@ def test_nonparametric_does_not_underflow_on_large_batches():
 # -- estimator contract, new data ----------------------------------------------------------------
 
 def test_estimator_contract_init_only_stores_and_clone_keeps_params():
-    model = ComBat(parametric=False, feature_transform="log", ref_batch="a")
-    params = {"parametric": False, "eb": True, "mean_only": False, "ref_batch": "a", "feature_transform": "log"}
+    model = ComBat(parametric=False, feature_transform="log", ref_batch="a", min_batch_size=5)
+    params = {"parametric": False, "eb": True, "mean_only": False, "ref_batch": "a", "feature_transform": "log",
+              "min_batch_size": 5}
     assert model.get_params() == params == vars(model)  # every argument stored as given, under its own name
     assert clone(model).get_params() == params and clone(model) is not model
     assert callable(model.transform)  # the feature_transform parameter does not hide the method
@@ -427,7 +428,7 @@ def test_a_model_saved_in_format_version_1_still_loads_and_applies_the_same():
     assert json.loads(path.read_text())["format_version"] == 1
     old = ComBat.load(path)
     assert old.get_params() == {"parametric": True, "eb": True, "mean_only": False, "ref_batch": "c",
-                                "feature_transform": "log"}
+                                "feature_transform": "log", "min_batch_size": 10}
     X, site, cov = cohort(np.random.default_rng(6), n=30, n_features=4)  # the data it was fitted on
     X = np.abs(X) + 1
     refit = ComBat(feature_transform="log", ref_batch="c").fit(X, batch=site, covariates=cov)
@@ -538,7 +539,7 @@ def test_settings_schema_and_options():
     settings_ = validate({"covariates": ["age"], "ref_batch": "A", "transform": "yeo-johnson"}, SETTINGS)
     assert settings_["batch"] == "site" and settings_["enabled"] is True
     assert combat_options(settings_) == {"parametric": True, "eb": True, "mean_only": False, "ref_batch": "A",
-                                         "feature_transform": "yeo-johnson"}
+                                         "feature_transform": "yeo-johnson", "min_batch_size": 10}
     assert ComBat(**combat_options(settings_)).feature_transform == "yeo-johnson"
     with pytest.raises(Exception, match="transform: must be one of"):
         validate({"transform": "boxcox"}, SETTINGS)
