@@ -257,7 +257,8 @@ def site_effects(data: pd.DataFrame, *, site: str = schema.SITE, subject: str = 
 def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, subject: str = schema.CASE_ID,
                              feature: str = schema.FEATURE, value: str = schema.VALUE, n_splits: int = 5,
                              random_state: int = 0, harmonizer=None, covariates: pd.DataFrame | None = None,
-                             harmonizer_batch: pd.DataFrame | None = None) -> dict[str, float]:
+                             harmonizer_batch: pd.DataFrame | None = None,
+                             groups: pd.Series | None = None) -> dict[str, float]:
     """Cross-validated balanced accuracy of predicting the site from the features, and its chance level 1/k.
 
     Logistic regression on standardised features (features with missing values are left out), scored by
@@ -293,6 +294,11 @@ def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, sub
         The harmonizer's batch when it is not the site (the batch variables of Nested and GMM ComBat),
         indexed by subject.
 
+    groups : Series, optional
+        Each subject's group (its ``patient_id``), indexed by subject: the folds keep a group's subjects
+        together (scikit-learn's ``StratifiedGroupKFold``), so no patient's lesions sit on both sides of a
+        split; k is at most the number of groups of the smallest site.
+
     Returns
     -------
     dict of str to float
@@ -326,7 +332,7 @@ def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, sub
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -334,10 +340,13 @@ def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, sub
     sites = _per_subject(data, subject, site).reindex(wide.index).astype(str).to_numpy()
     counts = pd.Series(sites).value_counts()
     chance = 1 / len(counts)
-    k = int(min(n_splits, counts.min()))
+    group_of = None if groups is None else groups.reindex(wide.index).astype(str).to_numpy()
+    per_site = counts if group_of is None else pd.Series(group_of).groupby(sites).nunique()
+    k = int(min(n_splits, per_site.min()))
     result = {"accuracy": float("nan"), "chance": chance, "folds": float(k)}
     reasons = {"fewer than 2 sites": len(counts) < 2,
                f"site {counts.index[-1]!r} has {counts.iloc[-1]} subject(s)": counts.iloc[-1] < 2,
+               f"site {per_site.idxmin()!r} has {per_site.min()} patient(s)": group_of is not None and per_site.min() < 2,
                f"n_splits is {n_splits}": n_splits < 2,
                "every feature has missing values": wide.shape[1] == 0}
     undefined = [why for why, applies in reasons.items() if applies]
@@ -356,7 +365,11 @@ def site_classifier_accuracy(data: pd.DataFrame, *, site: str = schema.SITE, sub
         metadata = {"batch": sites if harmonizer_batch is None else harmonizer_batch.reindex(wide.index)}
         if covariates is not None:
             metadata["covariates"] = covariates.reindex(wide.index)
-    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
+    if group_of is None:
+        cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
+    else:
+        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=random_state)
+        metadata["groups"] = group_of
     try:
         with config_context(enable_metadata_routing=True), warnings.catch_warnings():
             # the classifier's own warnings (convergence, overflow in its solver); the harmonizer's stay
@@ -598,7 +611,8 @@ def harmonization_metrics(harmonized: pd.DataFrame, cases: pd.DataFrame | None =
         clf = site_classifier_accuracy(stages["raw"] if in_fold else rows, site=_BATCH, n_splits=n_splits,
                                        random_state=random_state, harmonizer=harmonizer if in_fold else None,
                                        covariates=per_case[list(covariates)] if in_fold and covariates else None,
-                                       harmonizer_batch=harmonizer_batch if in_fold else None)
+                                       harmonizer_batch=harmonizer_batch if in_fold else None,
+                                       groups=per_case[schema.PATIENT_ID] if schema.PATIENT_ID in per_case else None)
         summary += [(stage, "site_classifier_accuracy", clf["accuracy"]),
                     (stage, "site_classifier_chance", clf["chance"])]
         if truth.shape[1]:
