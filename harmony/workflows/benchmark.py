@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -23,6 +24,7 @@ from harmony.core.errors import HarmonyError
 from harmony.core.files import atomic_write, read_json, write_json, write_text
 from harmony.core.manifest import versions
 from harmony.core.progress import progress_bar
+from harmony.extraction.adapter import extract, make_extractor
 from harmony.harmonize.benchmark.adapters import PEERS, available_methods
 from harmony.harmonize.benchmark.cells import (
     ACCURACY_MARGIN,
@@ -33,8 +35,14 @@ from harmony.harmonize.benchmark.cells import (
     run_cell,
     sample_size_curve,
 )
-from harmony.harmonize.benchmark.cohorts import DEFAULT_MATRIX, LARGE_MATRIX
+from harmony.harmonize.benchmark.cohorts import (
+    DEFAULT_MATRIX,
+    LARGE_MATRIX,
+    ImageScenario,
+)
+from harmony.harmonize.benchmark.images import ImageCohort, image_cohort
 from harmony.harmonize.benchmark.likeme import fit_cohort_model
+from harmony.phantoms.cohort import simulate_cohort as simulate_phantoms
 from harmony.report.benchmark import render_benchmark_report
 
 __all__ = ["CURVE_SIZES", "EXECUTORS", "MATRICES", "compare_harmonizers", "like_my_data", "read_user_table"]
@@ -129,12 +137,29 @@ def _notes(methods: list[str]) -> list[str]:
     stored = "present" if _NEUROHARMONIZE.is_dir() else "absent"
     notes.append(f"neuroHarmonize pins numpy < 2 and cannot run here; its stored outputs (tests/data/neuroharmonize, "
                  f"{stored}) are of one fixed dataset, compared with harmony's gam in its tests, not in this matrix")
-    notes.append("image-level cohorts (scanner simulator + pyradiomics) are not part of this benchmark yet")
     return notes
 
 
+def _image_cohort(scenario: ImageScenario, seed: int, out: Path, progress: bool | None) -> ImageCohort:
+    """Render and extract the scenario's phantoms once per seed; the table is kept in ``<out>/images/``."""
+    path = out / "images" / f"{scenario.name}-seed{seed}.parquet"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            cases = simulate_phantoms(scenario.cohort_spec(), tmp, seed=seed, progress=progress)
+            extractor = make_extractor(scenario.extraction_params(), source=scenario.name)
+            rows = [extract(image, mask, extractor).features for image, mask in
+                    progress_bar(list(zip(cases[schema.IMAGE], cases[schema.MASK])), progress=progress,
+                                 desc=f"{scenario.name} features", unit="case")]
+        truth = [c for c in cases.columns if c.startswith(schema.TRUTH_PREFIX)]
+        table = pd.concat([pd.DataFrame(rows), cases[[schema.SITE, *scenario.covariates, *truth]].reset_index(drop=True)],
+                          axis=1)
+        _write_parquet(table, path)
+    return image_cohort(pd.read_parquet(path), covariates=list(scenario.covariates))
+
+
 def compare_harmonizers(out: str | os.PathLike, *, matrix: str = "default", methods: list[str] | None = None,
-                        scenarios: list[str] | None = None, replicates: int = 3, seed: int = 0,
+                        scenarios: list[str] | None = None, image: bool = True, replicates: int = 3, seed: int = 0,
                         executor: str = "processes", workers: int = 2, scheduler: str = "",
                         progress: bool | None = None) -> dict:
     """Run every method over the scenario matrix and write tables, figures and the report to ``out``.
@@ -142,13 +167,15 @@ def compare_harmonizers(out: str | os.PathLike, *, matrix: str = "default", meth
     Parameters
     ----------
     out : str or path-like
-        Output folder (``cells/``, ``scores.parquet``, ``cells.parquet``, ``ranked.parquet``,
-        ``report.html``, ``figures/``, ``manifest.json``).
+        Output folder (``cells/``, ``images/`` (the image-level scenario's features), ``scores.parquet``,
+        ``cells.parquet``, ``ranked.parquet``, ``report.html``, ``figures/``, ``manifest.json``).
     matrix : {"default", "large"}, default "default"
     methods : list of str, optional
         Adapter names (default: all available); ``none`` is always added as the baseline.
     scenarios : list of str, optional
         Only these scenarios of the matrix.
+    image : bool, default True
+        Include the image-level scenario (phantoms rendered and extracted once per seed, kept in ``images/``).
     replicates : int, default 3
     seed : int, default 0
     executor : {"serial", "processes", "dask"}, default "processes"
@@ -172,7 +199,7 @@ def compare_harmonizers(out: str | os.PathLike, *, matrix: str = "default", meth
         raise HarmonyError(f"--matrix must be one of {list(MATRICES)}, got {matrix!r}")
     if replicates < 1:
         raise HarmonyError(f"--replicates must be >= 1, got {replicates!r}")
-    chosen = MATRICES[matrix]
+    chosen = tuple(s for s in MATRICES[matrix] if image or not isinstance(s, ImageScenario))
     if scenarios:
         names = [s.name for s in chosen]
         unknown = [s for s in scenarios if s not in names]
@@ -181,7 +208,8 @@ def compare_harmonizers(out: str | os.PathLike, *, matrix: str = "default", meth
         chosen = tuple(s for s in chosen if s.name in scenarios)
     methods = _methods(methods)
     out = Path(out)
-    cells = [Cell.of(s, m, r, seed) for s in chosen for r in range(replicates) for m in methods]
+    sources = {s.name: _image_cohort(s, seed, out, progress) for s in chosen if isinstance(s, ImageScenario)}
+    cells = [Cell.of(s, m, r, seed, sources.get(s.name)) for s in chosen for r in range(replicates) for m in methods]
     results = _run_cells(cells, out, executor=executor, workers=workers, scheduler=scheduler, progress=progress,
                          desc="harmonizers")
     scores, table = _tables(results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harmony.core.errors import HarmonyError
 from harmony.harmonize.benchmark.adapters import (
     NotApplicable,
     available_methods,
@@ -24,10 +26,12 @@ from harmony.harmonize.benchmark.cells import (
 )
 from harmony.harmonize.benchmark.cohorts import (
     DEFAULT_MATRIX,
+    ImageScenario,
     Scenario,
     scenario_model,
     simulate_cohort,
 )
+from harmony.harmonize.benchmark.images import image_cohort
 from harmony.harmonize.benchmark.likeme import fit_cohort_model
 from harmony.harmonize.benchmark.scores import (
     balanced_site_accuracy,
@@ -36,6 +40,8 @@ from harmony.harmonize.benchmark.scores import (
     site_test_fractions,
     truth_correlation,
 )
+from harmony.workflows import benchmark as benchmark_workflow
+from harmony.workflows.benchmark import compare_harmonizers
 
 SCENARIOS = {s.name: s for s in DEFAULT_MATRIX}
 
@@ -200,6 +206,59 @@ def test_tiny_training_batches_create_site_effects_in_held_back_subjects():
     created = _mean("null-batch-3", "combat", "site_accuracy_excess")
     assert abs(raw) < 0.1 and created > raw + 0.15
     assert _mean("batch-3", "combat", "site_accuracy_excess") > _mean("batch-50", "combat", "site_accuracy_excess")
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    """The image-level scenario (phantoms on 3 scanner profiles, pyradiomics features) with none and combat."""
+    out = tmp_path_factory.mktemp("image") / "run"
+    result = compare_harmonizers(out, scenarios=["image-level"], methods=["combat"], replicates=3,
+                                 executor="serial", progress=False)
+    return out, result
+
+
+def test_combat_lowers_the_image_level_site_effect_and_the_truth_correlation_is_reported(image_run):
+    out, result = image_run
+    held = result["scores"][result["scores"]["split"] == "test"]
+    means = held.groupby(["method", "metric"])["value"].mean()
+    chance = means["none", "chance"]
+    assert chance == pytest.approx(1 / 3)
+    assert means["none", "site_accuracy"] > 0.9  # the scanners are told apart from the features alone
+    assert means["combat", "site_accuracy"] < means["none", "site_accuracy"] - 0.2
+    correlation = held[held["metric"] == "truth_correlation"]
+    assert len(correlation) == 2 * 3 and correlation["value"].between(-1, 1).all()
+    assert means["combat", "truth_correlation"] > means["none", "truth_correlation"]
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["image-level-seed0.parquet"]
+
+
+def test_a_resumed_image_level_run_does_not_extract_again(image_run, tmp_path, monkeypatch):
+    out, first = image_run
+    run = tmp_path / "run"
+    shutil.copytree(out / "images", run / "images")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("extracted again")
+
+    monkeypatch.setattr(benchmark_workflow, "extract", refuse)
+    again = compare_harmonizers(run, scenarios=["image-level"], methods=["combat"], replicates=3,
+                                executor="serial", progress=False)
+    columns = ["cohort", "method", "replicate", "split", "metric", "value"]
+    pd.testing.assert_frame_equal(again["scores"][columns], first["scores"][columns])
+
+
+def test_the_image_level_scenario_is_in_the_default_matrix_and_can_be_left_out(tmp_path, monkeypatch):
+    assert isinstance(DEFAULT_MATRIX[-1], ImageScenario)
+    monkeypatch.setitem(benchmark_workflow.MATRICES, "default", (SCENARIOS["additive"], ImageScenario()))
+    result = compare_harmonizers(tmp_path, image=False, methods=["combat"], replicates=1, executor="serial",
+                                 progress=False)
+    assert set(result["scores"]["cohort"]) == {"additive"} and not (tmp_path / "images").exists()
+    with pytest.raises(HarmonyError, match="unknown \\['image-level'\\]"):
+        compare_harmonizers(tmp_path, scenarios=["image-level"], image=False)
+
+
+def test_an_image_cohort_needs_its_truth():
+    with pytest.raises(ValueError, match="truth_"):
+        image_cohort(pd.DataFrame({"f": [1.0, 2.0], "site": ["a", "b"]}))
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,12 @@ from harmony.harmonize.benchmark.adapters import NotApplicable, harmonize_split
 from harmony.harmonize.benchmark.cohorts import (
     GROUP,
     CohortModel,
+    ImageScenario,
     Scenario,
     scenario_model,
     simulate_cohort,
 )
+from harmony.harmonize.benchmark.images import ImageCohort
 from harmony.harmonize.benchmark.scores import score_split
 
 __all__ = [
@@ -58,8 +60,9 @@ class Cell:
     cohort : str
         Name of the cohort (a scenario's name, or e.g. ``like-my-data n=10``); with ``seed`` and
         ``replicate`` it chooses the random stream.
-    source : Scenario or CohortModel
-        A scenario (its model is drawn per replicate) or a fitted model.
+    source : Scenario, CohortModel or ImageCohort
+        A scenario (its model is drawn per replicate), a fitted model, or an extracted image-level cohort
+        (split at random per replicate).
     method : str
         An adapter name.
     replicate : int
@@ -74,7 +77,7 @@ class Cell:
     """
 
     cohort: str
-    source: Scenario | CohortModel
+    source: Scenario | CohortModel | ImageCohort
     method: str
     replicate: int
     seed: int
@@ -89,21 +92,24 @@ class Cell:
         return stable_hash([self.cohort, self.method, self.replicate, self.seed, self.n_train, self.n_test])
 
     @classmethod
-    def of(cls, scenario: Scenario, method: str, replicate: int, seed: int) -> Cell:
+    def of(cls, scenario: Scenario | ImageScenario, method: str, replicate: int, seed: int,
+           source: ImageCohort | None = None) -> Cell:
         """The cell of a scenario of the matrix.
 
         Parameters
         ----------
-        scenario : Scenario
+        scenario : Scenario or ImageScenario
         method : str
         replicate, seed : int
+        source : ImageCohort, optional
+            The extracted cohort of an image-level scenario (for this seed).
 
         Returns
         -------
         Cell
         """
-        return cls(scenario.name, scenario, method, replicate, seed, scenario.n_train, scenario.n_test,
-                   scenario.controls_only)
+        return cls(scenario.name, scenario if source is None else source, method, replicate, seed, scenario.n_train,
+                   scenario.n_test, scenario.controls_only)
 
 
 def _rng(cell: Cell) -> np.random.Generator:
@@ -132,8 +138,13 @@ def run_cell(cell: Cell) -> dict:
     ('ok', ['test', 'train'])
     """
     rng = _rng(cell)
-    model = scenario_model(cell.source, rng) if isinstance(cell.source, Scenario) else cell.source
-    train, test = simulate_cohort(model, cell.n_train, rng), simulate_cohort(model, cell.n_test, rng)
+    if isinstance(cell.source, ImageCohort):
+        train, test = cell.source.split(cell.n_train, cell.n_test, rng)
+        lower, upper = cell.source.bounds()
+    else:
+        model = scenario_model(cell.source, rng) if isinstance(cell.source, Scenario) else cell.source
+        train, test = simulate_cohort(model, cell.n_train, rng), simulate_cohort(model, cell.n_test, rng)
+        lower, upper = model.bounds()
     if cell.controls_only:
         train = train.subset(train.covariates[GROUP].to_numpy() == "control")
     result = {"key": cell.key, "cohort": cell.cohort, "method": cell.method, "replicate": cell.replicate,
@@ -144,7 +155,6 @@ def run_cell(cell: Cell) -> dict:
     except NotApplicable as exc:
         return result | {"status": "not applicable", "reason": str(exc)}
     result["seconds"] = time.perf_counter() - start
-    lower, upper = model.bounds()
     for split, cohort, X in zip(SPLITS, (train, test), harmonized):
         group = (cohort.covariates[GROUP].to_numpy() == "patient") if GROUP in cohort.covariates else None
         scores = score_split(X, cohort.clean, cohort.truth_batch, cohort.design, group, lower, upper,

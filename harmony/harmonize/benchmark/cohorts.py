@@ -32,6 +32,7 @@ __all__ = [
     "SITE",
     "Cohort",
     "CohortModel",
+    "ImageScenario",
     "Scenario",
     "design_matrix",
     "scenario_model",
@@ -389,6 +390,78 @@ def scenario_model(scenario: Scenario, rng: np.random.Generator) -> CohortModel:
                        patient_fraction=np.linspace(0.5 - s.confounded, 0.5 + s.confounded, n_sites))
 
 
+@dataclass(frozen=True)
+class ImageScenario:
+    """The image-level cell of the scenario matrix: a small phantom cohort on a few scanner profiles.
+
+    Parameters
+    ----------
+    name : str, default "image-level"
+    profiles : tuple of str
+        Built-in scanner profiles (the sites).
+    n_train, n_test : int, default 10
+        Training and held-back subjects per scanner (each subject is imaged on one scanner).
+    grid : int, default 24
+        Voxels along each axis of the 1 mm phantom grid.
+    features : tuple of (str, tuple of str)
+        pyradiomics feature classes and features to extract.
+    covariates : tuple of str, default ("age",)
+        The subjects' covariates a harmonizer is told (age: texture heterogeneity grows with it).
+    controls_only : bool, default False
+        Always False: the cohort has no groups (kept so :meth:`Cell.of` reads every scenario alike).
+    """
+
+    name: str = "image-level"
+    profiles: tuple[str, ...] = ("ct_sharp_1mm", "ct_smooth_5mm", "ct_standard_2mm_offset")
+    n_train: int = 10
+    n_test: int = 10
+    grid: int = 24
+    features: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("firstorder", ("Mean", "Median", "Variance", "Entropy", "Skewness", "Kurtosis", "Range")),
+        ("glcm", ("Contrast", "Correlation", "JointEnergy", "Idm", "JointEntropy")))
+    covariates: tuple[str, ...] = (AGE,)
+    controls_only: bool = False
+
+    def cohort_spec(self) -> dict:
+        """The cohort spec for :func:`harmony.phantoms.cohort.simulate_cohort`.
+
+        Returns
+        -------
+        dict
+            Subjects of varying lesion radius and texture heterogeneity (which grows with age), balanced over
+            :attr:`profiles`.
+
+        Examples
+        --------
+        >>> ImageScenario().cohort_spec()["cohort"]["subjects"]
+        60
+        """
+        return {"cohort": {"subjects": len(self.profiles) * (self.n_train + self.n_test)},
+                "grid": {"size": [self.grid] * 3},
+                "lesion": {"radius_mm": 6.0, "intensity": 100.0, "coarseness_mm": 1.5},
+                "background": {"intensity": 40.0, "heterogeneity": 4.0},
+                "covariates": [{"name": AGE, "distribution": "uniform", "low": 30.0, "high": 80.0}],
+                "latent": {"radius_mm": {"distribution": "uniform", "low": 4.5, "high": 8.0},
+                           "heterogeneity": {"distribution": "uniform", "low": 4.0, "high": 20.0,
+                                             "effects": [{"covariate": AGE, "coef": 0.1, "center": 55.0}]}},
+                "scanners": {"profiles": list(self.profiles), "assignment": "balanced"}}
+
+    def extraction_params(self) -> dict:
+        """The pyradiomics parameters of the extraction.
+
+        Returns
+        -------
+        dict
+
+        Examples
+        --------
+        >>> sorted(ImageScenario().extraction_params()["featureClass"])
+        ['firstorder', 'glcm']
+        """
+        return {"setting": {"binWidth": 10, "minimumROIDimensions": 1},
+                "featureClass": {name: list(features) for name, features in self.features}}
+
+
 def _matrix(scale: int) -> tuple[Scenario, ...]:
     base = [
         Scenario("additive", multiplicative=0.0),
@@ -405,12 +478,14 @@ def _matrix(scale: int) -> tuple[Scenario, ...]:
         *[Scenario(f"batch-{n}", n_train=n) for n in (3, 5, 10, 20, 50)],
     ]
     if scale == 1:
-        return tuple(base)
+        return (*base, ImageScenario())
     return tuple(replace(sc, name=f"{sc.name}-p{sc.n_features * scale}", n_features=sc.n_features * scale,
-                         n_sites=sc.n_sites + 2 if not sc.acquisition else sc.n_sites) for sc in base) + tuple(base)
+                         n_sites=sc.n_sites + 2 if not sc.acquisition else sc.n_sites) for sc in base) + (
+        *base, ImageScenario())
 
 
-#: The default matrix (16 scenarios, minutes on 2 cores with the default replicates).
+#: The default matrix (16 feature-level scenarios and one image-level one, :class:`ImageScenario`; minutes on
+#: 2 cores with the default replicates).
 DEFAULT_MATRIX = _matrix(1)
 #: A larger matrix for a cluster: the default one, plus each scenario with 4x the features and 5 sites.
 LARGE_MATRIX = _matrix(4)
