@@ -131,6 +131,9 @@ def test_scan_then_run_makes_a_report_with_no_manual_step(tree, tmp_path, capsys
     assert {s["series_uid"] for s in sources} == {w["series_uid"] for w in written.values()}
     assert {s["mask_uid"] for s in sources} == {w["rtstruct_uid"] for w in written.values()}
     assert {s["roi"] for s in sources} == {"GTV-1"}
+    assert main(["export", str(run_dir)]) == 0  # and the table for a model, with no manual step either
+    table = pd.read_parquet(run_dir / "export" / "model_table.parquet")
+    assert len(table) == len(PATIENTS) and list(table.columns[:3]) == [schema.CASE_ID, schema.PATIENT_ID, schema.SITE]
 
 
 def test_scanning_again_overwrites_the_cases_csv(tree, tmp_path):
