@@ -80,7 +80,8 @@ REGISTRY: dict[str, Method] = {m.name: m for m in (
     Method("nested", NestedComBat, NestedComBat._format, _nested, several_batches=True),
     Method("gmm", GMMComBat, GMMComBat._format, _gmm, several_batches=True),
 )}
-assert tuple(REGISTRY) == METHODS
+if tuple(REGISTRY) != METHODS:  # the config's choices and the registry are one list
+    raise RuntimeError(f"harmonization methods {tuple(REGISTRY)} differ from the settings' {METHODS}")
 
 
 def make_harmonizer(method: str, common: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None,
