@@ -11,7 +11,6 @@ Written into the export folder (default ``RUN_DIR/export``):
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pandas as pd
 
 from harmony.core import schema
 from harmony.core.errors import HarmonyError
-from harmony.core.files import atomic_write, file_digest, write_json
+from harmony.core.files import atomic_write, file_digest, path_component, write_json
 from harmony.core.manifest import MANIFEST_NAME, now_utc, versions
 from harmony.core.notices import warn
 from harmony.core.wide import long_to_wide
@@ -34,8 +33,6 @@ EXPORT_DIR = "export"
 EXPORT_FORMATS = schema.TABLE_FORMATS
 #: The final table's file stem (``model_table.parquet`` and its sidecar ``model_table.json``).
 MODEL_TABLE = "model_table"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
-
 
 def _write(frame: pd.DataFrame, path: Path, fmt: str) -> Path:
     if fmt == "parquet":
@@ -100,14 +97,12 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     index = [schema.CASE_ID, schema.SITE, schema.REPEAT]
     written: dict[str, Any] = {"features": {}}
     for variant, rows in features.groupby(schema.VARIANT_ID, observed=True, sort=True):
-        if not _SAFE_NAME.match(str(variant)):
-            raise HarmonyError(f"{run_dir}: variant id {variant!r} cannot name a file (letters, digits, '_', '.', "
-                               "'-' only)")
+        name = path_component(variant, "variant_id", suffix=f"features_.{fmt}")
         wide = _wide(rows, index)
         if cases is not None and schema.PATIENT_ID in cases.columns:
             patients = cases.set_index(schema.CASE_ID)[schema.PATIENT_ID]
             wide.insert(1, schema.PATIENT_ID, wide[schema.CASE_ID].map(patients))
-        written["features"][str(variant)] = _write(wide, out / f"features_{variant}.{fmt}", fmt)
+        written["features"][name] = _write(wide, out / f"features_{name}.{fmt}", fmt)
 
     verdicts_path = run_dir / RELIABILITY_DIR / RELIABILITY_OUTPUTS["verdicts"]
     rule: dict[str, Any]
