@@ -154,6 +154,35 @@ class TableSpec:
         """The required columns' names, in order."""
         return [c.name for c in self.columns]
 
+    def subset(self, names: list[str] | tuple[str, ...]) -> TableSpec:
+        """The contract of some of the columns, for a reader that needs no more (extra columns still pass).
+
+        Parameters
+        ----------
+        names : list of str
+            Columns of this spec.
+
+        Returns
+        -------
+        TableSpec
+            Those columns in this spec's order; the key keeps its columns among them.
+
+        Raises
+        ------
+        ValueError
+            A name that is not a column of this spec.
+
+        Examples
+        --------
+        >>> FEATURES.subset(["feature", "value"]).names
+        ['feature', 'value']
+        """
+        unknown = [n for n in names if n not in self.names]
+        if unknown:
+            raise ValueError(f"{self.name} table has no column(s) {unknown}; it has {self.names}")
+        return TableSpec(self.name, tuple(c for c in self.columns if c.name in names),
+                         key=tuple(k for k in self.key if k in names), allow_extra=True, doc=self.doc)
+
     def empty(self) -> pd.DataFrame:
         """A zero-row frame with the right columns and dtypes.
 

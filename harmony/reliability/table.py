@@ -36,7 +36,10 @@ from harmony.reliability.guards import check_homogeneous, check_study_size
 from harmony.reliability.settings import ALL, DEFAULT_SEED, resolve_settings
 from harmony.reliability.verdicts import _classify
 
-__all__ = ["reliability_table", "PAIRWISE", "pairwise_ccc"]
+__all__ = ["reliability_table", "PAIRWISE", "pairwise_ccc", "INPUT_COLUMNS"]
+
+#: The columns of the features table reliability reads (the site is not one of them).
+INPUT_COLUMNS = [CASE_ID, VARIANT_ID, REPEAT, FEATURE, VALUE]
 
 
 def _rows(features: np.ndarray, perturbation: str, n_conditions: int, res: _Results,
@@ -56,7 +59,7 @@ class _Design:
     """The features table as (features, cases, conditions), each condition's variant, repeat and kind."""
 
     def __init__(self, features: pd.DataFrame, variants: pd.DataFrame | None) -> None:
-        features = schema.FEATURES.validate(features, "reliability input")
+        features = schema.FEATURES.subset(INPUT_COLUMNS).validate(features, "reliability input")
         vcodes, vlabels = _factorize(features, VARIANT_ID)
         pairs = np.stack([vcodes, features[REPEAT].to_numpy()], axis=1)
         conditions, cond_code = np.unique(pairs, axis=0, return_inverse=True)

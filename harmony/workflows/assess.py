@@ -18,7 +18,7 @@ from harmony.core.lock import RunLock
 from harmony.core.manifest import build_manifest, now_utc, write_manifest
 from harmony.core.schema import STABLE
 from harmony.reliability.settings import DEFAULT_SEED, SETTINGS, resolve_settings
-from harmony.reliability.table import PAIRWISE, pairwise_ccc, reliability_table
+from harmony.reliability.table import INPUT_COLUMNS, PAIRWISE, pairwise_ccc, reliability_table
 from harmony.reliability.verdicts import feature_verdicts, stable_by_perturbation
 from harmony.workflows.experiment import load_experiment
 
@@ -120,7 +120,7 @@ def run_reliability(features_path: str | os.PathLike, out_dir: str | os.PathLike
     settings = resolve_settings(settings)
     out = Path(out_dir)
     with RunLock(out):  # refused while another run writes this folder (or the run folder it is in)
-        features = read_table(features_path, schema.FEATURES)
+        features = read_table(features_path, schema.FEATURES, columns=INPUT_COLUMNS)
         beside = Path(features_path).with_name("variants.parquet")
         if variants_path is None and beside.is_file():
             variants_path = beside

@@ -116,3 +116,22 @@ def test_manifest_records_versions_and_config_hash(tmp_path):
                                               started=started)["config_hash"]
     path = write_manifest(tmp_path, m)
     assert path.name == "manifest.json" and '"seeds"' in path.read_text()
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_read_table_loads_and_checks_only_the_columns_asked_for(tmp_path, suffix):
+    path = tmp_path / f"f{suffix}"
+    table = features().assign(site=None)  # a column the reader does not ask for may be anything
+    if suffix == ".csv":
+        table.to_csv(path, index=False)
+    else:
+        table.to_parquet(path, index=False)
+    back = read_table(path, schema.FEATURES, columns=[schema.CASE_ID, schema.FEATURE, schema.VALUE])
+    assert list(back.columns) == [schema.CASE_ID, schema.FEATURE, schema.VALUE]
+    with pytest.raises(SchemaError, match="missing value in row 0"):
+        read_table(path, schema.FEATURES)
+    table.drop(columns=schema.VALUE).to_parquet(tmp_path / "g.parquet", index=False)
+    with pytest.raises(SchemaError, match=r"g.parquet: features table is missing column\(s\) \['value'\]"):
+        read_table(tmp_path / "g.parquet", schema.FEATURES, columns=[schema.FEATURE, schema.VALUE])
+    with pytest.raises(ValueError, match="no column"):
+        schema.FEATURES.subset(["nope"])

@@ -415,3 +415,21 @@ def test_experiment_config_carries_the_reliability_section(tmp_path):
     path.write_text('[reliability]\niccc = "ICC(C,k)"\n')
     with pytest.raises(ConfigError, match="reliability.iccc: unknown key"):
         load_experiment(path)
+
+
+def test_run_reliability_reads_only_the_columns_it_needs(tmp_path, monkeypatch):
+    from harmony.workflows.assess import run_reliability
+
+    features, variants = perturbed_features(n_cases=8)
+    features.to_parquet(tmp_path / "features.parquet", index=False)
+    variants.to_parquet(tmp_path / "variants.parquet", index=False)
+    asked = []
+    read_parquet = pd.read_parquet
+    monkeypatch.setattr(pd, "read_parquet", lambda path, **kw: asked.append((path.name, kw.get("columns")))
+                        or read_parquet(path, **kw))
+    results = run_reliability(tmp_path / "features.parquet", tmp_path / "out", settings={"bootstrap": 100})
+    assert ("features.parquet", [schema.CASE_ID, schema.VARIANT_ID, schema.REPEAT, schema.FEATURE,
+                                 schema.VALUE]) in asked
+    assert schema.SITE not in [c for name, cols in asked if name == "features.parquet" for c in cols]
+    whole = reliability_table(features, variants, bootstrap=100, rng=np.random.default_rng(0))
+    pd.testing.assert_frame_equal(results["reliability"], whole)
