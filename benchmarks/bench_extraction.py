@@ -6,19 +6,24 @@ binWidth 25. Design: 3 image variants (the original and two Gaussian noise draws
 (12.5, 25, 50) x 3 masks (eroded 1 mm, as drawn, dilated 1 mm) = 27 variants.
 
 (a) naive: for each variant, ``variant.apply`` then ``RadiomicsFeatureExtractor.execute``;
-(b) ``engine.run_tasks`` with one worker (``executor="serial"``: this process);
-(c) ``engine.run_tasks`` with two worker processes.
-The feature values of (b) and (c) are compared with (a). Beside the achieved speed-up of two workers over one,
-the ideal one from the work units' own costs (seconds each took in its worker during (c)): their sum over the
-longest-processing-time schedule's makespan on two workers. ``--skip-naive`` leaves (a) out (no ratios to it).
-The last line is machine-readable: ``ratio_1worker=<naive/(b)> ratio_2workers=<naive/(c)>
-workers_2v1=<(b)/(c)> max_rel_diff=<largest relative difference>``.
+(b) ``engine.run_tasks`` in this process (``executor="serial"``), SimpleITK's filters threaded on all cores;
+(c) ``engine.run_tasks`` with one worker process of one thread (``threads_per_worker=1``);
+(d) ``engine.run_tasks`` with two worker processes, one thread each (the cores shared out).
+The feature values of (b), (c) and (d) are compared with (a). "Workers add up" is (c) / (d): one worker against
+two, each worker a single-threaded process. Beside it, the ideal from the work units' own costs (seconds each
+took in its worker during (d)): their sum over the longest-processing-time schedule's makespan on two workers.
+(b) / (d) is the gain over the threaded single process: on a machine of C cores it cannot exceed
+C x wall(b) / CPU(b), the bound printed with it (b's CPU seconds, all its threads, from getrusage).
+``--skip-naive`` leaves (a) out (no ratios to it). The last line is machine-readable:
+``ratio_1worker=<naive/(b)> ratio_2workers=<naive/(d)> workers_2v1=<(c)/(d)> threaded_2v1=<(b)/(d)>
+max_rel_diff=<largest relative difference>``.
 """
 
 from __future__ import annotations
 
 import heapq
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -93,17 +98,23 @@ def main() -> int:
     results: dict[str, pd.Series] = {}
     unit_seconds: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench_extraction_") as tmp:
-        for name, executor, workers in (("engine, 1 worker", "serial", 1), ("engine, 2 workers", "processes", 2)):
-            start = time.perf_counter()
-            run = run_tasks(cases, variants, PARAMS, Path(tmp) / executor, executor=executor, workers=workers,
-                            progress=False)
+        runs = (("engine, this process (threaded)", "serial", 1, 0), ("engine, 1 worker", "processes", 1, 1),
+                ("engine, 2 workers", "processes", 2, 0))
+        for name, executor, workers, threads in runs:
+            start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+            run = run_tasks(cases, variants, PARAMS, Path(tmp) / name, executor=executor, workers=workers,
+                            progress=False, threads_per_worker=threads)
             timings[name] = time.perf_counter() - start
+            if executor == "serial":
+                used = resource.getrusage(resource.RUSAGE_SELF)
+                serial_cpu = used.ru_utime - cpu.ru_utime + used.ru_stime - cpu.ru_stime
             if run.failed:
                 print(run.failures.to_string(), file=sys.stderr)
                 return 1
             results[name] = values(run.features)
             unit_seconds = run.diagnostics["unit_seconds"]
-            print(f"{name}: {timings[name]:.1f} s ({run.diagnostics['units']} units)")
+            threads_used = run.diagnostics["threads_per_worker"] or "all cores'"
+            print(f"{name}: {timings[name]:.1f} s ({run.diagnostics['units']} units, {threads_used} threads)")
     skip_naive = "--skip-naive" in sys.argv[1:]
     if not skip_naive:
         start = time.perf_counter()
@@ -111,29 +122,32 @@ def main() -> int:
         timings["naive"] = time.perf_counter() - start
         print(f"naive: {timings['naive']:.1f} s")
 
-    one, two = timings["engine, 1 worker"], timings["engine, 2 workers"]
+    threaded, one, two = (timings[f"engine, {n}"] for n in ("this process (threaded)", "1 worker", "2 workers"))
     makespan = lpt_makespan(unit_seconds, 2)
+    cores = os.cpu_count() or 1
+    bound = cores * threaded / serial_cpu
     print(f"\nunits of the 2-worker run: {len(unit_seconds)}, {sum(unit_seconds):.1f} s of work, largest "
           f"{max(unit_seconds):.1f} s; LPT makespan on 2 workers {makespan:.1f} s: ideal speed-up "
           f"{sum(unit_seconds) / makespan:.2f}x; achieved (1 worker / 2 workers) {one / two:.2f}x")
-    identical = results["engine, 1 worker"].equals(results["engine, 2 workers"])
-    print(f"1 and 2 workers bit-identical: {identical}\n")
+    print(f"threaded single process: {threaded:.1f} s wall, {serial_cpu:.1f} s CPU; 2 workers gain {threaded / two:.2f}x "
+          f"over it, at most {bound:.2f}x on {cores} cores")
+    engine_runs = [k for k in results if k != "naive"]
+    identical = all(results[k].equals(results[engine_runs[0]]) for k in engine_runs)
+    print(f"every engine run bit-identical: {identical}\n")
     if skip_naive:
-        print(f"workers_2v1={one / two:.2f} identical={identical}")
+        print(f"workers_2v1={one / two:.2f} threaded_2v1={threaded / two:.2f} identical={identical}")
         return 0 if identical else 1
-    diff = max(max_rel_diff(results["naive"], results[k]) for k in ("engine, 1 worker", "engine, 2 workers"))
+    diff = max(max_rel_diff(results["naive"], results[k]) for k in engine_runs)
     print("| run (27 variants of lung1) | seconds | per variant | speed-up |")
     print("|---|---:|---:|---:|")
-    for name in ("naive", "engine, 1 worker", "engine, 2 workers"):
+    for name in ("naive", *engine_runs):
         label = "naive loop: apply + `execute`" if name == "naive" else f"harmony {name}"
         print(f"| {label} | {timings[name]:.1f} | {timings[name] / len(variants):.2f} | "
               f"{timings['naive'] / timings[name]:.1f}x |")
     print()
-    print(f"ratio_1worker={timings['naive'] / timings['engine, 1 worker']:.2f} "
-          f"ratio_2workers={timings['naive'] / timings['engine, 2 workers']:.2f} workers_2v1={one / two:.2f} "
-          f"max_rel_diff={diff:.3g}")
+    print(f"ratio_1worker={timings['naive'] / threaded:.2f} ratio_2workers={timings['naive'] / two:.2f} "
+          f"workers_2v1={one / two:.2f} threaded_2v1={threaded / two:.2f} max_rel_diff={diff:.3g}")
     return 0 if identical and diff == 0 else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

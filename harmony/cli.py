@@ -144,6 +144,8 @@ def _extract_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=EXECUTORS, default="processes", help="where tasks run (default processes)")
     p.add_argument("--workers", type=_at_least(0), default=0, help="worker count (default 0: one per core)")
     p.add_argument("--scheduler", default="", help="Dask scheduler address (default: start a local cluster)")
+    p.add_argument("--threads-per-worker", type=_at_least(0), default=0,
+                   help="SimpleITK and BLAS threads of each worker (default 0: the cores shared out)")
     p.add_argument("--retry-failed", action="store_true", help="run again the tasks that failed in an earlier run")
     _add_quiet(p)
     _add_set(p, "pyradiomics parameters", "setting.binWidth=24")
@@ -157,7 +159,7 @@ def _extract(args: argparse.Namespace) -> int:
     result = extract_cases(args.cases, args.params, args.out, overrides=args.overrides, label=args.label,
                            variants_path=args.variants, repeats=args.repeats, executor=args.executor,
                            workers=args.workers, scheduler=args.scheduler, retry_failed=args.retry_failed,
-                           progress=_progress(args))
+                           progress=_progress(args), threads_per_worker=args.threads_per_worker)
     n_features = result.features[schema.FEATURE].nunique()
     print(f"{result.done} of {result.total} tasks extracted ({result.resumed} from an earlier run), "
           f"{n_features} features each -> {result.out_dir}")

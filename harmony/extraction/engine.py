@@ -107,7 +107,8 @@ class RunResult:
 def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[str, Any],
               out_dir: str | os.PathLike, *, repeats: int = 1, executor: str = "processes", workers: int = 0,
               scheduler: str = "", label: int | None = None, progress: bool | None = None,
-              retry_failed: bool = False, command: str = "extract", keep_features: bool = True) -> RunResult:
+              retry_failed: bool = False, command: str = "extract", keep_features: bool = True,
+              threads_per_worker: int = 0) -> RunResult:
     """Extract every case x variant x repeat into ``out_dir``, resuming what an earlier run finished.
 
     Each finished task is written atomically (``tasks/<k[:2]>/<key>.parquet``, its sha256 in
@@ -144,6 +145,9 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
     keep_features : bool, default True
         Read the consolidated features table into the result; ``False`` leaves it on disk until
         ``result.features`` is used (``harmony run`` reads it stage by stage).
+    threads_per_worker : int, default 0
+        SimpleITK and BLAS threads in each worker. 0: the cores shared out among the workers (at least 1
+        each); one worker keeps SimpleITK's own default (all cores) and leaves the calling process as it is.
 
     Returns
     -------
@@ -178,6 +182,8 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
         raise ConfigError(f"workers must be >= 0, got {workers!r}")
     if repeats < 1:
         raise ConfigError(f"repeats must be >= 1, got {repeats!r}")
+    if threads_per_worker < 0:
+        raise ConfigError(f"threads_per_worker must be >= 0, got {threads_per_worker!r}")
     started, clock = now_utc(), time.perf_counter()
     params = dict(params)
     extractor = make_extractor(params)  # bad settings fail before anything runs
@@ -197,14 +203,15 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
                 todo.append(_Group(g.case_id, g.image, g.mask, g.repeat, tuple(g.variants[i] for i in missing),
                                    tuple(g.tasks[i] for i in missing), g.label))
         n_workers = 1 if executor == "serial" else workers
-        threads = 1 if n_workers > 1 else None  # workers that share the cores must not each use them all
+        threads = _threads(n_workers, threads_per_worker)
         units = _units(todo, params, n_workers, threads)
         logger.info("%d tasks, %d already done; %d groups in %d units on %s (%d workers)", len(tasks), len(done),
                     len(todo), len(units), executor, n_workers)
         unit_seconds = _run_units(out, units, len(tasks), len(done), executor, n_workers, scheduler, progress)
         failures, case_diagnostics = _consolidate(out, tasks)
         write_table(failures, out / FAILURES_NAME, schema.FAILURES)
-        diagnostics = {"executor": executor, "workers": n_workers, "groups": len(todo), "units": len(units),
+        diagnostics = {"executor": executor, "workers": n_workers, "threads_per_worker": threads,
+                       "groups": len(todo), "units": len(units),
                        "unit_seconds": unit_seconds, "seconds": round(time.perf_counter() - clock, 3)}
         counts = {"total": len(tasks), "done": len(tasks) - len(failures), "failed": len(failures),
                   "resumed": len(done)}
@@ -223,6 +230,14 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
     if keep_features:
         result.features  # noqa: B018 - read now, while the folder is the one this run consolidated
     return result
+
+
+def _threads(workers: int, threads_per_worker: int) -> int | None:
+    """Threads per worker: as asked, else the cores shared out (workers that each used all cores would
+    oversubscribe them: BLAS threads spin while they wait); None (SimpleITK's default) for one worker."""
+    if threads_per_worker:
+        return threads_per_worker
+    return max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
 
 
 def _run_units(out: Path, units: list[_Unit], total: int, already: int, executor: str, workers: int,

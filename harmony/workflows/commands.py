@@ -48,7 +48,7 @@ def extract_cases(cases_csv: str | os.PathLike, params_path: str | os.PathLike, 
                   overrides: Sequence[str] = (), label: int | None = None,
                   variants_path: str | os.PathLike | None = None, repeats: int = 1, executor: str = "processes",
                   workers: int = 0, scheduler: str = "", retry_failed: bool = False,
-                  progress: bool | None = None) -> RunResult:
+                  progress: bool | None = None, threads_per_worker: int = 0) -> RunResult:
     """``harmony extract``: every case of a cases CSV (x every variant of a variants table) into ``out``.
 
     Parameters
@@ -65,7 +65,7 @@ def extract_cases(cases_csv: str | os.PathLike, params_path: str | os.PathLike, 
         The mask label (default: the parameters', else 1).
     variants_path : str or os.PathLike, optional
         A variants table (``harmony perturb``'s ``variants.parquet``); default the original only.
-    repeats, executor, workers, scheduler, retry_failed, progress
+    repeats, executor, workers, scheduler, retry_failed, progress, threads_per_worker
         See :func:`harmony.run_tasks`.
 
     Returns
@@ -88,7 +88,8 @@ def extract_cases(cases_csv: str | os.PathLike, params_path: str | os.PathLike, 
     if variants_path:
         variants = variants_from_table(read_table(variants_path, schema.VARIANTS), source=str(variants_path))
     return run_tasks(cases, variants, params, out, repeats=repeats, executor=executor, workers=workers,
-                     scheduler=scheduler, label=label, retry_failed=retry_failed, progress=progress)
+                     scheduler=scheduler, label=label, retry_failed=retry_failed, progress=progress,
+                     threads_per_worker=threads_per_worker)
 
 
 def simulate_phantoms(spec_path: str | os.PathLike, out: str | os.PathLike, *, overrides: Sequence[str] = (),

@@ -295,7 +295,8 @@ def _run_stages(run: _Run, config: Mapping[str, Any], params: dict[str, Any]) ->
         result = run_tasks(cases, variants, params, run.dir / EXTRACTION_DIR, repeats=eng["repeats"],
                            executor=eng["executor"], workers=eng["workers"], scheduler=eng["scheduler"],
                            label=config["cases"]["label"], progress=progress,
-                           retry_failed=eng["retry_failed"], command="run", keep_features=False)
+                           retry_failed=eng["retry_failed"], command="run", keep_features=False,
+                           threads_per_worker=eng["threads_per_worker"])
         return {"tasks": {"total": result.total, "done": result.done, "failed": result.failed,
                           "resumed": result.resumed}, "engine": result.diagnostics}
 
@@ -365,7 +366,7 @@ def _count_features(path: Path) -> int:
 
 
 #: Engine settings that change how a run executes, not what it computes: never part of a stage's hash.
-_HOW = ("executor", "workers", "scheduler")
+_HOW = ("executor", "workers", "scheduler", "threads_per_worker")
 
 
 def _what(config: Mapping[str, Any]) -> dict[str, Any]:

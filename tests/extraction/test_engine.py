@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -173,9 +174,15 @@ def test_run_directory_holds_tables_manifest_and_one_file_per_task(engine_cohort
 
 
 @pytest.mark.slow
-def test_processes_give_bit_identical_results(engine_cohort, engine_variants, engine_serial_run, tmp_path):
-    run = run_tasks(engine_cohort, engine_variants, ENGINE_PARAMS, tmp_path, executor="processes", workers=2,
-                    progress=False)
+@pytest.mark.parametrize(("workers", "threads", "expected_threads"),
+                         [(2, 0, max(1, (os.cpu_count() or 1) // 2)), (1, 1, 1)])
+def test_processes_give_bit_identical_results(engine_cohort, engine_variants, engine_serial_run, tmp_path, workers,
+                                              threads, expected_threads):
+    """Whatever the workers and their threads (the serial run's SimpleITK uses all cores)."""
+    run = run_tasks(engine_cohort, engine_variants, ENGINE_PARAMS, tmp_path, executor="processes", workers=workers,
+                    progress=False, threads_per_worker=threads)
+    assert run.diagnostics["threads_per_worker"] == expected_threads
+    assert engine_serial_run.diagnostics["threads_per_worker"] is None
     pd.testing.assert_frame_equal(sorted_features(run.features), sorted_features(engine_serial_run.features),
                                   check_exact=True)
 
@@ -230,6 +237,7 @@ def test_task_keys_depend_on_content_settings_and_repeat_not_on_paths(engine_coh
 def test_bad_run_options_are_config_errors_before_the_run_directory_is_made(engine_cohort, tmp_path):
     for option, fragment in (({"workers": -1}, "workers must be >= 0, got -1"),
                              ({"repeats": 0}, "repeats must be >= 1, got 0"),
+                             ({"threads_per_worker": -2}, "threads_per_worker must be >= 0, got -2"),
                              ({"executor": "threads"}, "got 'threads'")):
         with pytest.raises(ConfigError, match=fragment):
             run_tasks(engine_cohort, None, ENGINE_PARAMS, tmp_path / "run", progress=False, **option)
@@ -262,6 +270,7 @@ def test_failures_are_isolated_recorded_and_not_retried_unless_asked(engine_coho
 
 def test_engine_settings_section_validates():
     config = validate({"engine": {"executor": "dask", "workers": 2, "retry_failed": True}}, experiment_schema())
-    assert config["engine"] == {"executor": "dask", "workers": 2, "scheduler": "", "repeats": 1, "retry_failed": True}
+    assert config["engine"] == {"executor": "dask", "workers": 2, "scheduler": "", "threads_per_worker": 0, "repeats": 1,
+                                "retry_failed": True}
     with pytest.raises(ConfigError, match="engine.executor"):
         validate({"engine": {"executor": "threads"}}, experiment_schema())
