@@ -21,7 +21,7 @@ import pandas as pd
 
 from harmony.core import schema
 from harmony.core.errors import HarmonyError
-from harmony.core.files import atomic_write, read_json, write_json, write_text
+from harmony.core.files import atomic_write, read_json, stable_hash, write_json, write_text
 from harmony.core.manifest import versions
 from harmony.core.progress import progress_bar
 from harmony.extraction.adapter import extract, make_extractor
@@ -43,6 +43,7 @@ from harmony.harmonize.benchmark.cohorts import (
 from harmony.harmonize.benchmark.images import ImageCohort, image_cohort
 from harmony.harmonize.benchmark.likeme import fit_cohort_model
 from harmony.phantoms.cohort import simulate_cohort as simulate_phantoms
+from harmony.phantoms.specs import SUBJECT
 from harmony.report.benchmark import render_benchmark_report
 
 __all__ = ["CURVE_SIZES", "EXECUTORS", "MATRICES", "compare_harmonizers", "like_my_data", "read_user_table"]
@@ -141,8 +142,9 @@ def _notes(methods: list[str]) -> list[str]:
 
 
 def _image_cohort(scenario: ImageScenario, seed: int, out: Path, progress: bool | None) -> ImageCohort:
-    """Render and extract the scenario's phantoms once per seed; the table is kept in ``<out>/images/``."""
-    path = out / "images" / f"{scenario.name}-seed{seed}.parquet"
+    """Render and extract the scenario's phantoms once per seed and spec; the table is kept in ``<out>/images/``."""
+    what = stable_hash({"cohort": scenario.cohort_spec(), "params": scenario.extraction_params()}, length=8)
+    path = out / "images" / f"{scenario.name}-seed{seed}-{what}.parquet"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
@@ -152,10 +154,9 @@ def _image_cohort(scenario: ImageScenario, seed: int, out: Path, progress: bool 
                     progress_bar(list(zip(cases[schema.IMAGE], cases[schema.MASK])), progress=progress,
                                  desc=f"{scenario.name} features", unit="case")]
         truth = [c for c in cases.columns if c.startswith(schema.TRUTH_PREFIX)]
-        table = pd.concat([pd.DataFrame(rows), cases[[schema.SITE, *scenario.covariates, *truth]].reset_index(drop=True)],
-                          axis=1)
-        _write_parquet(table, path)
-    return image_cohort(pd.read_parquet(path), covariates=list(scenario.covariates))
+        info = cases[[schema.SITE, SUBJECT, *scenario.covariates, *truth]].reset_index(drop=True)
+        _write_parquet(pd.concat([pd.DataFrame(rows), info], axis=1), path)
+    return image_cohort(pd.read_parquet(path), covariates=list(scenario.covariates), seed=seed)
 
 
 def compare_harmonizers(out: str | os.PathLike, *, matrix: str = "default", methods: list[str] | None = None,

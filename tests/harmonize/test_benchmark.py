@@ -228,7 +228,9 @@ def test_combat_lowers_the_image_level_site_effect_and_the_truth_correlation_is_
     correlation = held[held["metric"] == "truth_correlation"]
     assert len(correlation) == 2 * 3 and correlation["value"].between(-1, 1).all()
     assert means["combat", "truth_correlation"] > means["none", "truth_correlation"]
-    assert sorted(p.name for p in (out / "images").iterdir()) == ["image-level-seed0.parquet"]
+    assert [p.name[:len("image-level-seed0-")] for p in (out / "images").iterdir()] == ["image-level-seed0-"]
+    scans = pd.read_parquet(next((out / "images").iterdir()))
+    assert (scans.groupby("subject")["site"].nunique() == 3).all() and len(scans) == 3 * 60  # the truth is simulated
 
 
 def test_a_resumed_image_level_run_does_not_extract_again(image_run, tmp_path, monkeypatch):
@@ -256,9 +258,13 @@ def test_the_image_level_scenario_is_in_the_default_matrix_and_can_be_left_out(t
         compare_harmonizers(tmp_path, scenarios=["image-level"], image=False)
 
 
-def test_an_image_cohort_needs_its_truth():
+def test_an_image_cohort_needs_its_truth_and_every_subject_on_every_scanner():
     with pytest.raises(ValueError, match="truth_"):
-        image_cohort(pd.DataFrame({"f": [1.0, 2.0], "site": ["a", "b"]}))
+        image_cohort(pd.DataFrame({"f": [1.0, 2.0], "site": ["a", "b"], "subject": ["s0", "s0"]}))
+    table = pd.DataFrame({"f": [1.0, 2.0, 3.0], "site": ["a", "b", "a"], "subject": ["s0", "s0", "s1"],
+                          "truth_radius_mm": [1.0, 1.0, 2.0]})
+    with pytest.raises(ValueError, match="subject 's1' has \\['a'\\]"):
+        image_cohort(table)
 
 
 @pytest.fixture(scope="module")

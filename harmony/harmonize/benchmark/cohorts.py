@@ -400,7 +400,7 @@ class ImageScenario:
     profiles : tuple of str
         Built-in scanner profiles (the sites).
     n_train, n_test : int, default 10
-        Training and held-back subjects per scanner (each subject is imaged on one scanner).
+        Training and held-back subjects per scanner (each subject is observed on one scanner).
     grid : int, default 24
         Voxels along each axis of the 1 mm phantom grid.
     features : tuple of (str, tuple of str)
@@ -428,8 +428,9 @@ class ImageScenario:
         Returns
         -------
         dict
-            Subjects of varying lesion radius and texture heterogeneity (which grows with age), balanced over
-            :attr:`profiles`.
+            Subjects of varying lesion radius and texture heterogeneity (which grows with age), each imaged on
+            every one of :attr:`profiles` (:func:`~harmony.harmonize.benchmark.images.image_cohort` observes it
+            on one and takes the mean over all as its clean value).
 
         Examples
         --------
@@ -444,7 +445,8 @@ class ImageScenario:
                 "latent": {"radius_mm": {"distribution": "uniform", "low": 4.5, "high": 8.0},
                            "heterogeneity": {"distribution": "uniform", "low": 4.0, "high": 20.0,
                                              "effects": [{"covariate": AGE, "coef": 0.1, "center": 55.0}]}},
-                "scanners": {"profiles": list(self.profiles), "assignment": "balanced"}}
+                "scanners": {"profiles": list(self.profiles),
+                             "travelling": len(self.profiles) * (self.n_train + self.n_test)}}
 
     def extraction_params(self) -> dict:
         """The pyradiomics parameters of the extraction.
