@@ -146,8 +146,9 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
         Read the consolidated features table into the result; ``False`` leaves it on disk until
         ``result.features`` is used (``harmony run`` reads it stage by stage).
     threads_per_worker : int, default 0
-        SimpleITK and BLAS threads in each worker. 0: the cores shared out among the workers (at least 1
-        each); one worker keeps SimpleITK's own default (all cores) and leaves the calling process as it is.
+        SimpleITK and BLAS threads in each worker. 0: 1 on a Dask cluster given by ``scheduler`` (whose workers
+        are started one per core), else this machine's cores shared out among the workers (at least 1 each);
+        one worker keeps SimpleITK's own default (all cores) and leaves the calling process as it is.
 
     Returns
     -------
@@ -203,7 +204,7 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
                 todo.append(_Group(g.case_id, g.image, g.mask, g.repeat, tuple(g.variants[i] for i in missing),
                                    tuple(g.tasks[i] for i in missing), g.label))
         n_workers = 1 if executor == "serial" else workers
-        threads = _threads(n_workers, threads_per_worker)
+        threads = _threads(n_workers, threads_per_worker, remote=executor == "dask" and bool(scheduler))
         units = _units(todo, params, n_workers, threads)
         logger.info("%d tasks, %d already done; %d groups in %d units on %s (%d workers)", len(tasks), len(done),
                     len(todo), len(units), executor, n_workers)
@@ -232,11 +233,14 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
     return result
 
 
-def _threads(workers: int, threads_per_worker: int) -> int | None:
-    """Threads per worker: as asked, else the cores shared out (workers that each used all cores would
-    oversubscribe them: BLAS threads spin while they wait); None (SimpleITK's default) for one worker."""
+def _threads(workers: int, threads_per_worker: int, remote: bool) -> int | None:
+    """Threads per worker: as asked; else 1 on a cluster's workers (started one per core), this machine's cores
+    shared out among local workers (each using all of them would oversubscribe the cores: BLAS threads spin
+    while they wait), or None (SimpleITK's default) for one local worker."""
     if threads_per_worker:
         return threads_per_worker
+    if remote:
+        return 1
     return max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
 
 

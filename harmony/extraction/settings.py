@@ -19,8 +19,8 @@ SETTINGS = Section(
                           doc="serial (in this process), processes (local worker processes) or dask."),
         "workers": Field(int, 0, min=0, doc="Worker count; 0 means one per core."),
         "scheduler": Field(str, "", doc="Dask scheduler address; empty starts a LocalCluster."),
-        "threads_per_worker": Field(int, 0, min=0, doc="SimpleITK and BLAS threads of each worker; 0 shares the "
-                                    "cores out (one worker: SimpleITK's default, all cores)."),
+        "threads_per_worker": Field(int, 0, min=0, doc="SimpleITK and BLAS threads of each worker; 0: 1 on a Dask "
+                                    "cluster's workers, else this machine's cores shared out (one worker: all)."),
         "repeats": Field(int, 1, min=1, doc="Repeats of every (case, variant) task."),
         "retry_failed": Field(bool, False, doc="On resume, run again the tasks that failed before."),
     }
