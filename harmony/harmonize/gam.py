@@ -175,6 +175,11 @@ class ComBatGAM(ComBat):
                 knots = spline_knots(x, spec["df"], spec["degree"], spec["bounds"])
             except ValueError as exc:
                 raise HarmonizationError(f"covariate {name!r}: {exc}") from None
+            inner = knots[spec["degree"]:len(knots) - spec["degree"]]  # the boundary knots and the interior ones
+            if not np.all(np.diff(inner) > 0):
+                raise HarmonizationError(f"covariate {name!r} has {len(np.unique(x))} distinct values, too few for a "
+                                         f"smooth term of df={spec['df']} (its knots coincide): model it as linear "
+                                         "or lower df")
             self.smooth_terms_.append({"name": name, "degree": int(spec["degree"]), "knots": knots})
         linear_specs = fit_covariates(linear)
         return linear_specs, self._matrix(linear_specs, linear, columns, n, samples)

@@ -102,6 +102,9 @@ def plot_sample_size_curve(curve: pd.DataFrame, ax: Axes | None = None) -> Figur
         line, = ax.plot(part["n_train"], part["site_accuracy"], marker="o", label=method)
         ax.fill_between(part["n_train"], part["low"], part["high"], color=line.get_color(), alpha=0.2)
     ax.axhline(float(curve["chance"].mean()), color="grey", linestyle="--", label="chance 1/k")
+    if "clean_accuracy" in curve and curve["clean_accuracy"].notna().any():
+        ax.axhline(float(curve["clean_accuracy"].mean()), color="grey", linestyle=":",
+                   label="the same subjects without scanner")
     ax.set_xscale("log")
     ax.set_xticks(sorted(curve["n_train"].unique()), [str(n) for n in sorted(curve["n_train"].unique())])
     ax.set_xlabel("training subjects per site")

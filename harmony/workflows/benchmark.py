@@ -229,6 +229,13 @@ def compare_harmonizers(out: str | os.PathLike, *, matrix: str = "default", meth
     return {"scores": scores, "cells": table, "ranked": ranked, "recommendation": words}
 
 
+def _never_applied(cells: pd.DataFrame) -> dict[str, str]:
+    """The methods that applied to no cell, each with its first reason."""
+    status = cells.groupby("method", sort=False)["status"]
+    never = status.apply(lambda s: (s != "ok").all())
+    return {m: cells.loc[cells["method"] == m, "reason"].iloc[0] for m in never.index[never]}
+
+
 def read_user_table(path: str | os.PathLike, *, cases_path: str | os.PathLike | None = None, site: str = schema.SITE,
                     covariates: list[str] | None = None,
                     subject: str = schema.CASE_ID) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
@@ -320,7 +327,8 @@ def like_my_data(features_path: str | os.PathLike, out: str | os.PathLike, *, ca
     Raises
     ------
     HarmonyError
-        Bad input (naming the file and what is wrong), or too little data to model.
+        Bad input (naming the file and what is wrong), too little data to model, or no method that applies to
+        it (with each method's reason).
     """
     if replicates < 1 or curve_replicates < 2:
         raise HarmonyError(f"--replicates must be >= 1 and --curve-replicates >= 2, got {replicates!r}, "
@@ -337,30 +345,41 @@ def like_my_data(features_path: str | os.PathLike, out: str | os.PathLike, *, ca
     cells = [Cell(name, model, m, r, seed, n_user, 30, smooth=smooth) for r in range(replicates) for m in methods]
     scores, table = _tables(_run_cells(cells, out, executor=executor, workers=workers, scheduler=scheduler,
                                        progress=progress, desc="like my data"))
+    never = _never_applied(table)
+    if set(never) >= set(methods) - {"none"}:
+        raise HarmonyError(f"{features_path}: no method applies to this table: "
+                           + ("; ".join(f"{m}: {r}" for m, r in never.items()) or "--methods names none but 'none'"))
     ranked = rank_methods(scores)
     words = recommend(ranked)
     best = ranked.loc[ranked["method"] != "none", "method"].iloc[0]
     curve_methods = list(dict.fromkeys([best, "combat"]))
     curve_cells = [Cell(f"{name} n={n}", model, m, r, seed, n, 30, smooth=smooth) for n in CURVE_SIZES
                    for r in range(curve_replicates) for m in curve_methods]
-    curve_scores, _ = _tables(_run_cells(curve_cells, out, executor=executor, workers=workers, scheduler=scheduler,
-                                         progress=progress, desc="sample-size curve"))
+    curve_scores, curve_table = _tables(_run_cells(curve_cells, out, executor=executor, workers=workers,
+                                                   scheduler=scheduler, progress=progress, desc="sample-size curve"))
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
     curve = pd.concat([sample_size_curve(part, rng=rng).assign(method=m)
                        for m, part in curve_scores.groupby("method", sort=False)], ignore_index=True)
-    enough = curve[(curve["method"] == best) & curve["enough"]]
-    needed = (f"With {best}, {int(enough['n_train'].min())} training subjects per site bring the held-back site "
-              f"effect to chance (its 95% interval reaches within {ACCURACY_MARGIN} of 1/k) while the covariate effects stay within "
-              f"{BIAS_TOLERANCE} SD; your table has {n_user} per site (median)." if not enough.empty else
-              f"With {best}, none of {list(CURVE_SIZES)} training subjects per site brought the held-back site "
-              f"effect to chance with the covariate effects kept: harmonize with care (your table: {n_user} per "
-              "site, median).")
+    ours = curve[curve["method"] == best].sort_values("n_train")
+    enough = ours[ours["enough"][::-1].cummin()[::-1]]  # enough at this size and every larger one
+    needed = (f"With {best}, {int(enough['n_train'].min())} training subjects per site (and every larger size tried) "
+              f"bring the held-back site effect to chance (its 95% interval reaches within {ACCURACY_MARGIN} of 1/k, "
+              "or of the accuracy of the same subjects without their scanner where the biology differs by site) "
+              f"while the covariate effects stay within {BIAS_TOLERANCE} SD; your table has {n_user} per site "
+              "(median)." if not enough.empty else
+              f"With {best}, no size of {list(CURVE_SIZES)} training subjects per site (and every larger one) brought "
+              f"the held-back site effect to chance with the covariate effects kept: harmonize with care (your "
+              f"table: {n_user} per site, median).")
     for frame_name, frame in (("scores", pd.concat([scores, curve_scores], ignore_index=True)), ("cells", table),
                               ("ranked", ranked), ("curve", curve)):
         _write_parquet(frame, out / f"{frame_name}.parquet")
     notes = [*_notes(methods), (f"the model keeps {len(model.features)} features (of {wide.shape[1]}), "
                                 f"{sum(m == 'log' for m in model.marginal)} of them log-normal; sites: "
-                                f"{model.batches['site']}; covariates: {list(covs.columns)}")]
+                                f"{model.batches['site']}; covariates: {list(covs.columns)}"),
+             *(f"{m} did not apply to cohorts like this table ({r})" for m, r in never.items()),
+             *(f"sample-size curve, {m} with {n} training subjects per site: {len(part)} of {curve_replicates} "
+               f"seeds could not be harmonized ({part['reason'].iloc[0]}); the point is of the others"
+               for (m, n), part in curve_table[curve_table["status"] != "ok"].groupby(["method", "n_train"]))]
     write_text(out / "report.html", render_benchmark_report(
         f"harmony harmonizers like: {Path(features_path).name}", ranked, words, scores, out / "figures",
         curve=curve, needed=needed, notes=notes))

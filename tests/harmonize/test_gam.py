@@ -157,3 +157,13 @@ def test_without_smooth_terms_it_is_combat(lifespan):
     observed, _, site, covariates = lifespan
     np.testing.assert_allclose(ComBatGAM().fit_transform(observed, batch=site, covariates=covariates),
                                ComBat().fit_transform(observed, batch=site, covariates=covariates), rtol=0, atol=1e-10)
+
+
+def test_a_covariate_with_too_few_distinct_values_is_refused_not_crashed():
+    """Quantile knots of a covariate with 3 values coincide: a plain refusal, not scipy's ValueError."""
+    rng = np.random.default_rng(0)
+    radius = np.tile([5.0, 7.0, 9.0], 20)
+    X = pd.DataFrame(rng.normal(size=(60, 2)) + radius[:, None], columns=["a", "b"])
+    with pytest.raises(HarmonizationError, match=r"covariate 'radius' has 3 distinct values, too few"):
+        ComBatGAM(smooth={"radius": {}}).fit(X, batch=np.repeat(["s1", "s2"], 30),
+                                         covariates=pd.DataFrame({"radius": radius}))

@@ -44,8 +44,9 @@ SPLITS = ("train", "test")
 RANK_METRICS = {"site_accuracy_excess": "lower", "ad_fraction": "lower", "covariance_left": "lower",
                 "truth_correlation": "higher", "effect_bias": "lower", "group_effect_kept": "one",
                 "out_of_range": "lower"}
-#: The site effect is "at chance" when the accuracy's interval reaches within this of 1/k (it cannot be told
-#: apart from a site effect this small).
+#: The site effect is "at chance" when the accuracy's interval reaches within this of 1/k, or of the accuracy on
+#: the scanner-free values when the biology differs by site (it cannot be told apart from a site effect this
+#: small).
 ACCURACY_MARGIN = 0.05
 #: The biology "survives" when the covariate effects are biased by at most this many SDs.
 BIAS_TOLERANCE = 0.1
@@ -268,8 +269,10 @@ def sample_size_curve(scores: pd.DataFrame, *, n_boot: int = 1000, level: float 
     Returns
     -------
     DataFrame
-        Per ``n_train``: ``site_accuracy`` with ``low``/``high``, ``chance``, ``truth_correlation``,
-        ``effect_bias``, ``replicates``, ``at_chance`` (low <= chance + :data:`ACCURACY_MARGIN`),
+        Per ``n_train``: ``site_accuracy`` with ``low``/``high``, ``chance``, ``clean_accuracy`` (the site
+        accuracy of the same subjects without their scanner: the biology's own site signal, which harmonizing
+        must not remove), ``truth_correlation``, ``effect_bias``, ``replicates``, ``at_chance`` (low <= the
+        larger of chance and clean accuracy, + :data:`ACCURACY_MARGIN`),
         ``biology_kept`` (effect bias <= :data:`BIAS_TOLERANCE`, or no covariates) and ``enough`` (both).
 
     Raises
@@ -287,11 +290,13 @@ def sample_size_curve(scores: pd.DataFrame, *, n_boot: int = 1000, level: float 
         boots = accuracy[rng.integers(len(accuracy), size=(n_boot, len(accuracy)))].mean(axis=1)
         low, high = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
         bias = group["effect_bias"].mean()
+        clean = group["clean_site_accuracy"].mean() if "clean_site_accuracy" in group else np.nan
         rows.append({"n_train": int(n), "site_accuracy": accuracy.mean(), "low": low, "high": high,
-                     "chance": group["chance"].mean(), "truth_correlation": group["truth_correlation"].mean(),
+                     "chance": group["chance"].mean(), "clean_accuracy": clean,
+                     "truth_correlation": group["truth_correlation"].mean(),
                      "effect_bias": bias, "replicates": len(accuracy)})
     curve = pd.DataFrame(rows)
-    curve["at_chance"] = curve["low"] <= curve["chance"] + ACCURACY_MARGIN
+    curve["at_chance"] = curve["low"] <= np.fmax(curve["chance"], curve["clean_accuracy"]) + ACCURACY_MARGIN
     curve["biology_kept"] = curve["effect_bias"].isna() | (curve["effect_bias"] <= BIAS_TOLERANCE)
     curve["enough"] = curve["at_chance"] & curve["biology_kept"]
     return curve

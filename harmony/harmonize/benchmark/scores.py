@@ -314,7 +314,8 @@ def score_split(X: np.ndarray, clean: np.ndarray, labels: np.ndarray, design: np
     Returns
     -------
     dict of str to float
-        ``site_accuracy``, ``chance``, ``site_accuracy_excess`` (accuracy - chance), ``kw_fraction``,
+        ``site_accuracy``, ``chance``, ``site_accuracy_excess`` (accuracy - chance), ``clean_site_accuracy``
+        (the same classifier on the clean values: above chance when the biology differs by site), ``kw_fraction``,
         ``ad_fraction``, ``covariance_left``, ``truth_correlation``, ``effect_bias``, ``group_effect_kept``,
         ``out_of_range``.
     """
@@ -323,6 +324,7 @@ def score_split(X: np.ndarray, clean: np.ndarray, labels: np.ndarray, design: np
     kw, ad = site_test_fractions(np.nan_to_num(finite), labels)
     safe = np.nan_to_num(finite)
     return {"site_accuracy": accuracy, "chance": chance, "site_accuracy_excess": accuracy - chance,
+            "clean_site_accuracy": balanced_site_accuracy(clean, labels, seed=seed)[0],
             "kw_fraction": kw, "ad_fraction": ad, "covariance_left": covariance_left(safe, labels),
             "truth_correlation": truth_correlation(safe, clean), "effect_bias": effect_bias(safe, clean, design),
             "group_effect_kept": group_effect_kept(safe, clean, group) if group is not None else float("nan"),
