@@ -603,7 +603,8 @@ class ComBat(TransformerMixin, BaseEstimator):
         listed = ", ".join(f"{name!r} ({c}{'' if pos else ', has zeros'})"
                            for name, c, pos in list(zip(labels, counts, positive))[:10])
         more = f" and {len(columns) - 10} more" if len(columns) > 10 else ""
-        fix = ("feature_transform='log' (or 'auto') keeps the strictly positive ones positive; for features with zeros "
+        fix = ("the log transform (or 'auto': feature_transform= in Python, --transform of harmony harmonize, "
+               "transform = in [harmonization]) keeps the strictly positive ones positive; for features with zeros "
                "'log' does not apply: clip or shift them")
         warnings.warn(f"ComBat: {len(columns)} of {int(bounded.sum())} features never negative in fit came out "
                       f"negative ({int(counts.sum())} value(s)): {listed}{more}; {fix}", HarmonizationWarning,

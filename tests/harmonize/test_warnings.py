@@ -60,7 +60,7 @@ def test_features_never_negative_that_come_out_negative_are_counted_and_named():
     assert named == {f"column {j}": str(below[j]) for j in range(4) if below[j]}
     assert f"{int((below > 0).sum())} of 4 features never negative in fit came out negative ({below.sum()} value(s))" \
         in text
-    assert "feature_transform='log'" in text and ("'column 2' (" in text) is ("has zeros" in text)
+    assert "--transform of harmony harmonize" in text and ("'column 2' (" in text) is ("has zeros" in text)
     with warnings.catch_warnings():  # the transform it names prevents it
         warnings.simplefilter("ignore", HarmonizationWarning)
         positive = ComBat(feature_transform="log").fit_transform(X[:, [0, 1, 3]], batch=batch)
