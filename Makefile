@@ -4,10 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.harmony-installed
 PYTEST_WORKERS ?= 2
+# neuroHarmonize pins numpy < 2: the benchmark runs it in an environment of its own; the tests find it here
+# (tests/conftest.py: neuroharmonize_python) and, under CI=true, fail without it.
+NH_VENV := .venv-nh
+NH_STAMP := $(NH_VENV)/.neuroharmonize-installed
+NH_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 
-.PHONY: demo test install clean browser
+.PHONY: demo test install clean browser neuroharmonize
 
 install: $(STAMP)
+
+neuroharmonize: $(NH_STAMP)
+
+$(NH_STAMP):
+	test -x $(NH_VENV)/bin/python || $(NH_PYTHON) -m venv $(NH_VENV)
+	$(NH_VENV)/bin/python -m pip install --quiet neuroHarmonize==2.5.2 'numpy<2' 'pandas<3' statsmodels
+	touch $(NH_STAMP)
 
 # Re-installs only when pyproject.toml changes; the package itself is installed editable.
 $(STAMP): pyproject.toml
@@ -30,9 +42,9 @@ browser:
 	  echo "make: could not install chromium; the browser test will skip"; }
 
 # The import contract first (layers, no cycles): a new upward import or cycle fails the build.
-test: $(STAMP) browser
+test: $(STAMP) $(NH_STAMP) browser
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(NH_VENV) build *.egg-info .pytest_cache .hypothesis

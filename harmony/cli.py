@@ -666,6 +666,9 @@ def _harmonizers_args(p: argparse.ArgumentParser) -> None:
         s.add_argument("--executor", default="processes", choices=("serial", "processes", "dask"))
         s.add_argument("--workers", type=_at_least(0), default=2, help="worker processes (default 2)")
         s.add_argument("--scheduler", default="", help="Dask scheduler address (default: a local cluster)")
+        s.add_argument("--neuroharmonize-python", default=None, metavar="PATH",
+                       help="a Python that has neuroHarmonize (it pins numpy < 2), to benchmark it too "
+                            "(default: $HARMONY_NEUROHARMONIZE_PYTHON)")
         _add_quiet(s)
         s.add_argument("--out", required=True, help="output directory (re-run to resume)")
 
@@ -675,7 +678,7 @@ def _harmonizers(args: argparse.Namespace) -> int:
 
     common = {"methods": _split_list(args.methods), "replicates": args.replicates, "seed": args.seed,
               "executor": args.executor, "workers": args.workers, "scheduler": args.scheduler,
-              "progress": _progress(args)}
+              "progress": _progress(args), "neuroharmonize_python": args.neuroharmonize_python}
     if args.harmonizers_command == "compare":
         result = compare_harmonizers(args.out, matrix=args.matrix, scenarios=_split_list(args.scenarios), **common)
     else:

@@ -25,7 +25,11 @@ from harmony.core.files import atomic_write, read_json, stable_hash, write_json,
 from harmony.core.manifest import versions
 from harmony.core.progress import progress_bar
 from harmony.extraction.adapter import extract, make_extractor
-from harmony.harmonize.benchmark.adapters import PEERS, available_methods
+from harmony.harmonize.benchmark.adapters import (
+    NEUROHARMONIZE,
+    PEERS,
+    available_methods,
+)
 from harmony.harmonize.benchmark.cells import (
     ACCURACY_MARGIN,
     BIAS_TOLERANCE,
@@ -39,6 +43,12 @@ from harmony.harmonize.benchmark.cohorts import (
     DEFAULT_MATRIX,
     LARGE_MATRIX,
     ImageScenario,
+)
+from harmony.harmonize.benchmark.external import (
+    NEUROHARMONIZE_PYTHON_ENV,
+    RECIPE,
+    check_neuroharmonize,
+    configured_neuroharmonize,
 )
 from harmony.harmonize.benchmark.images import ImageCohort, image_cohort
 from harmony.harmonize.benchmark.likeme import fit_cohort_model
@@ -56,7 +66,6 @@ MATRICES = {"default": DEFAULT_MATRIX, "large": LARGE_MATRIX}
 EXECUTORS = ("serial", "processes", "dask")
 #: Training subjects per site of the sample-size curve.
 CURVE_SIZES = (3, 5, 10, 20, 50, 100)
-_NEUROHARMONIZE = Path(__file__).resolve().parents[2] / "tests" / "data" / "neuroharmonize"
 
 
 def _execute(cells: list[Cell], executor: str, workers: int, scheduler: str) -> Iterator[dict]:
@@ -123,21 +132,48 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def _methods(methods: list[str] | None) -> list[str]:
-    known = available_methods()
+def _methods(methods: list[str] | None, python: str) -> list[str]:
+    known = available_methods(python)
     chosen = list(methods) if methods else known
     unknown = [m for m in chosen if m not in known]
     if unknown:
-        raise HarmonyError(f"--methods: unknown or not installed {unknown}; available: {known}")
+        hint = (f"; the neuroHarmonize methods need --neuroharmonize-python or ${NEUROHARMONIZE_PYTHON_ENV}"
+                if not python and set(unknown) & set(NEUROHARMONIZE) else "")
+        raise HarmonyError(f"--methods: unknown or not installed {unknown}; available: {known}{hint}")
     return chosen if "none" in chosen else ["none", *chosen]
 
 
-def _notes(methods: list[str]) -> list[str]:
+def _neuroharmonize(python: str | os.PathLike | None, methods: list[str] | None) -> tuple[str, dict[str, str]]:
+    """The checked Python of neuroHarmonize ("" when not configured, or no method of it was asked for) and the
+    versions of its environment."""
+    chosen = configured_neuroharmonize(python)
+    if chosen is None or (methods and not set(methods) & set(NEUROHARMONIZE)):
+        return "", {}
+    return chosen, check_neuroharmonize(chosen)
+
+
+def _versions(environment: dict[str, str]) -> dict[str, str]:
+    """The manifest's versions, with neuroHarmonize's and its environment's when it ran."""
+    if not environment:
+        return versions()
+    rest = " ".join(f"{k}={v}" for k, v in environment.items() if k != "neuroHarmonize")
+    return {**versions(), "neuroHarmonize": environment["neuroHarmonize"], "neuroHarmonize_environment": rest}
+
+
+def _notes(methods: list[str], configured: str | os.PathLike | None, environment: dict[str, str]) -> list[str]:
     notes = [f"peer {name} is not installed" for name, (module, _) in PEERS.items() if name not in methods
              and name not in available_methods()]
-    stored = "present" if _NEUROHARMONIZE.is_dir() else "absent"
-    notes.append(f"neuroHarmonize pins numpy < 2 and cannot run here; its stored outputs (tests/data/neuroharmonize, "
-                 f"{stored}) are of one fixed dataset, compared with harmony's gam in its tests, not in this matrix")
+    if environment:
+        notes.append(f"neuroHarmonize {environment['neuroHarmonize']} ran in its own environment (numpy "
+                     f"{environment['numpy']}, statsmodels {environment['statsmodels']}): its GAM chooses each "
+                     "feature's penalty on randomly shuffled cross-validation folds, drawn from seed 0, so its cells "
+                     "repeat with this environment but may differ with other neuroHarmonize or statsmodels versions")
+    elif configured_neuroharmonize(configured) is None:
+        notes.append(f"neuroHarmonize is not configured (it pins numpy < 2, so it runs in an environment of its own): "
+                     f"make one with `{RECIPE}` and pass --neuroharmonize-python .venv-nh/bin/python (or set "
+                     f"${NEUROHARMONIZE_PYTHON_ENV})")
+    else:
+        notes.append("neuroHarmonize is configured but was not among the methods")
     return notes
 
 
@@ -162,7 +198,7 @@ def _image_cohort(scenario: ImageScenario, seed: int, out: Path, progress: bool 
 def compare_harmonizers(out: str | os.PathLike, *, matrix: str = "default", methods: list[str] | None = None,
                         scenarios: list[str] | None = None, image: bool = True, replicates: int = 3, seed: int = 0,
                         executor: str = "processes", workers: int = 2, scheduler: str = "",
-                        progress: bool | None = None) -> dict:
+                        progress: bool | None = None, neuroharmonize_python: str | os.PathLike | None = None) -> dict:
     """Run every method over the scenario matrix and write tables, figures and the report to ``out``.
 
     Parameters
@@ -185,6 +221,9 @@ def compare_harmonizers(out: str | os.PathLike, *, matrix: str = "default", meth
         A Dask scheduler address (empty: a local cluster).
     progress : bool, optional
         Progress bar (None: on a terminal).
+    neuroharmonize_python : str or path-like, optional
+        A Python that has neuroHarmonize (default ``$HARMONY_NEUROHARMONIZE_PYTHON``); its adapters
+        ``neuroHarmonize`` and ``neuroHarmonize-gam`` then run in it (:mod:`harmony.harmonize.benchmark.external`).
 
     Returns
     -------
@@ -194,7 +233,8 @@ def compare_harmonizers(out: str | os.PathLike, *, matrix: str = "default", meth
     Raises
     ------
     HarmonyError
-        An unknown matrix, scenario, method or executor, or replicates < 1.
+        An unknown matrix, scenario, method or executor, replicates < 1, or a neuroHarmonize Python that
+        does not run it.
     """
     if matrix not in MATRICES:
         raise HarmonyError(f"--matrix must be one of {list(MATRICES)}, got {matrix!r}")
@@ -207,10 +247,12 @@ def compare_harmonizers(out: str | os.PathLike, *, matrix: str = "default", meth
         if unknown:
             raise HarmonyError(f"--scenarios: unknown {unknown}; the {matrix} matrix has {names}")
         chosen = tuple(s for s in chosen if s.name in scenarios)
-    methods = _methods(methods)
+    python, environment = _neuroharmonize(neuroharmonize_python, methods)
+    methods = _methods(methods, python)
     out = Path(out)
     sources = {s.name: _image_cohort(s, seed, out, progress) for s in chosen if isinstance(s, ImageScenario)}
-    cells = [Cell.of(s, m, r, seed, sources.get(s.name)) for s in chosen for r in range(replicates) for m in methods]
+    cells = [Cell.of(s, m, r, seed, sources.get(s.name), neuroharmonize_python=python) for s in chosen
+             for r in range(replicates) for m in methods]
     results = _run_cells(cells, out, executor=executor, workers=workers, scheduler=scheduler, progress=progress,
                          desc="harmonizers")
     scores, table = _tables(results)
@@ -219,13 +261,14 @@ def compare_harmonizers(out: str | os.PathLike, *, matrix: str = "default", meth
     for name, frame in (("scores", scores), ("cells", table), ("ranked", ranked)):
         _write_parquet(frame, out / f"{name}.parquet")
     skipped = (table["status"] != "ok").sum()
-    notes = [*_notes(methods), (f"{skipped} of {len(table)} cells not applicable (see cells.parquet: e.g. a log "
-                                "transform of non-positive values)")]
+    notes = [*_notes(methods, neuroharmonize_python, environment),
+             (f"{skipped} of {len(table)} cells not applicable (see cells.parquet: e.g. a log transform of "
+              "non-positive values)")]
     write_text(out / "report.html", render_benchmark_report(
         f"harmony harmonizers compare: {matrix} matrix", ranked, words, scores, out / "figures", notes=notes))
     write_json(out / "manifest.json", {"command": "harmonizers compare", "matrix": matrix, "replicates": replicates,
                                        "seed": seed, "methods": methods, "scenarios": [s.name for s in chosen],
-                                       "versions": versions()})
+                                       "versions": _versions(environment)})
     return {"scores": scores, "cells": table, "ranked": ranked, "recommendation": words}
 
 
@@ -300,7 +343,8 @@ def read_user_table(path: str | os.PathLike, *, cases_path: str | os.PathLike | 
 def like_my_data(features_path: str | os.PathLike, out: str | os.PathLike, *, cases_path: str | os.PathLike | None = None,
                  site: str = schema.SITE, covariates: list[str] | None = None, methods: list[str] | None = None,
                  replicates: int = 3, curve_replicates: int = 5, seed: int = 0, executor: str = "processes",
-                 workers: int = 2, scheduler: str = "", progress: bool | None = None) -> dict:
+                 workers: int = 2, scheduler: str = "", progress: bool | None = None,
+                 neuroharmonize_python: str | os.PathLike | None = None) -> dict:
     """Fit a generative model to the user's table, benchmark the methods on cohorts like it, and draw the curve.
 
     The methods run on cohorts with the user's median subjects per site; the best one (and plain ComBat)
@@ -314,7 +358,7 @@ def like_my_data(features_path: str | os.PathLike, out: str | os.PathLike, *, ca
         Output folder (as :func:`compare_harmonizers`, plus ``model.json`` and ``curve.parquet``).
     cases_path, site, covariates
         See :func:`read_user_table`.
-    methods, replicates, seed, executor, workers, scheduler, progress
+    methods, replicates, seed, executor, workers, scheduler, progress, neuroharmonize_python
         See :func:`compare_harmonizers`.
     curve_replicates : int, default 5
         Seeds per point of the sample-size curve (its bootstrap resamples them).
@@ -333,16 +377,18 @@ def like_my_data(features_path: str | os.PathLike, out: str | os.PathLike, *, ca
     if replicates < 1 or curve_replicates < 2:
         raise HarmonyError(f"--replicates must be >= 1 and --curve-replicates >= 2, got {replicates!r}, "
                            f"{curve_replicates!r}")
+    python, environment = _neuroharmonize(neuroharmonize_python, methods)
     wide, sites, covs = read_user_table(features_path, cases_path=cases_path, site=site, covariates=covariates)
     try:
         model = fit_cohort_model(wide, sites, covs)
     except ValueError as exc:
         raise HarmonyError(f"{features_path}: {exc}") from None
-    out, methods = Path(out), _methods(methods)
+    out, methods = Path(out), _methods(methods, python)
     smooth = tuple(t["column"] for t in model.terms if t["kind"] == "linear")
     n_user = int(np.median(np.unique(sites, return_counts=True)[1]))
     name = "like-my-data"
-    cells = [Cell(name, model, m, r, seed, n_user, 30, smooth=smooth) for r in range(replicates) for m in methods]
+    cells = [Cell(name, model, m, r, seed, n_user, 30, smooth=smooth, neuroharmonize_python=python)
+             for r in range(replicates) for m in methods]
     scores, table = _tables(_run_cells(cells, out, executor=executor, workers=workers, scheduler=scheduler,
                                        progress=progress, desc="like my data"))
     never = _never_applied(table)
@@ -353,8 +399,8 @@ def like_my_data(features_path: str | os.PathLike, out: str | os.PathLike, *, ca
     words = recommend(ranked)
     best = ranked.loc[ranked["method"] != "none", "method"].iloc[0]
     curve_methods = list(dict.fromkeys([best, "combat"]))
-    curve_cells = [Cell(f"{name} n={n}", model, m, r, seed, n, 30, smooth=smooth) for n in CURVE_SIZES
-                   for r in range(curve_replicates) for m in curve_methods]
+    curve_cells = [Cell(f"{name} n={n}", model, m, r, seed, n, 30, smooth=smooth, neuroharmonize_python=python)
+                   for n in CURVE_SIZES for r in range(curve_replicates) for m in curve_methods]
     curve_scores, curve_table = _tables(_run_cells(curve_cells, out, executor=executor, workers=workers,
                                                    scheduler=scheduler, progress=progress, desc="sample-size curve"))
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
@@ -373,9 +419,10 @@ def like_my_data(features_path: str | os.PathLike, out: str | os.PathLike, *, ca
     for frame_name, frame in (("scores", pd.concat([scores, curve_scores], ignore_index=True)), ("cells", table),
                               ("ranked", ranked), ("curve", curve)):
         _write_parquet(frame, out / f"{frame_name}.parquet")
-    notes = [*_notes(methods), (f"the model keeps {len(model.features)} features (of {wide.shape[1]}), "
-                                f"{sum(m == 'log' for m in model.marginal)} of them log-normal; sites: "
-                                f"{model.batches['site']}; covariates: {list(covs.columns)}"),
+    notes = [*_notes(methods, neuroharmonize_python, environment),
+             (f"the model keeps {len(model.features)} features (of {wide.shape[1]}), "
+              f"{sum(m == 'log' for m in model.marginal)} of them log-normal; sites: {model.batches['site']}; "
+              f"covariates: {list(covs.columns)}"),
              *(f"{m} did not apply to cohorts like this table ({r})" for m, r in never.items()),
              *(f"sample-size curve, {m} with {n} training subjects per site: {len(part)} of {curve_replicates} "
                f"seeds could not be harmonized ({part['reason'].iloc[0]}); the point is of the others"
@@ -387,5 +434,5 @@ def like_my_data(features_path: str | os.PathLike, out: str | os.PathLike, *, ca
                                     "sites": model.batches["site"], "terms": model.terms})
     write_json(out / "manifest.json", {"command": "harmonizers like", "features": str(features_path),
                                        "replicates": replicates, "curve_replicates": curve_replicates, "seed": seed,
-                                       "methods": methods, "versions": versions()})
+                                       "methods": methods, "versions": _versions(environment)})
     return {"ranked": ranked, "recommendation": words, "curve": curve, "needed": needed, "scores": scores}

@@ -7,8 +7,9 @@ method may model nonlinearly. harmony's methods come from the registry
 neuroCombat (``neuroCombat`` on the training subjects; its ``neuroCombatFromTraining`` fails on numpy 2 (it calls
 ``int()`` on a one-element array), so the held-back subjects get neuroCombat's estimates through that function's
 formula, ignoring their covariates as it does)
-and combatlearn (its ComBat with methods ``fortin``, ``chen`` = CovBat, and ``gam``), each when installed.
-neuroHarmonize pins numpy < 2 and cannot run in harmony's environment; it is not an adapter.
+and combatlearn (its ComBat with methods ``fortin``, ``chen`` = CovBat, and ``gam``), each when installed;
+neuroHarmonize (``harmonizationLearn`` and ``harmonizationApply``, linear and with the smooth covariates as GAM
+terms) when a Python that has it is given, in that environment (:mod:`~harmony.harmonize.benchmark.external`).
 """
 
 from __future__ import annotations
@@ -18,17 +19,21 @@ import importlib.util
 import io
 import warnings
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
 from harmony.core.errors import HarmonyError
 from harmony.harmonize.benchmark.cohorts import Cohort
+from harmony.harmonize.benchmark.external import run_neuroharmonize
 from harmony.harmonize.methods import REGISTRY, make_harmonizer
 
-__all__ = ["ADAPTERS", "PEERS", "NotApplicable", "available_methods", "harmonize_split"]
+__all__ = ["ADAPTERS", "NEUROHARMONIZE", "PEERS", "NotApplicable", "available_methods", "harmonize_split"]
 
 Adapter = Callable[[Cohort, Cohort, list[str]], tuple[np.ndarray, np.ndarray]]
+#: An adapter of a peer that runs in a Python of its own: that Python first.
+ExternalAdapter = Callable[[str, Cohort, Cohort, list[str]], tuple[np.ndarray, np.ndarray]]
 
 
 class NotApplicable(HarmonyError):
@@ -116,6 +121,40 @@ def _combatlearn(method: str) -> Adapter:
     return adapter
 
 
+def _numeric(train: pd.DataFrame, test: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Covariates as numbers (neuroHarmonize takes no categories): a category is one-hot, its first level dropped."""
+    names, columns = [], []
+    for c in train.columns:
+        if pd.api.types.is_numeric_dtype(train[c]):
+            names.append(c)
+            columns.append((train[c].to_numpy(float), test[c].to_numpy(float)))
+            continue
+        seen, new = train[c].astype(str), test[c].astype(str)
+        for level in sorted(seen.unique())[1:]:
+            names.append(f"{c}={level}")
+            columns.append(((seen == level).to_numpy(float), (new == level).to_numpy(float)))
+    pair = [np.column_stack([col[k] for col in columns]) if columns else np.empty((len(frame), 0))
+            for k, frame in enumerate((train, test))]
+    return names, pair[0], pair[1]
+
+
+def _neuroharmonize(gam: bool) -> ExternalAdapter:
+    def adapter(python: str, train: Cohort, test: Cohort, smooth: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        covariates = _covariates(train)
+        terms = [c for c in smooth if c in covariates.columns and pd.api.types.is_numeric_dtype(covariates[c])]
+        if gam and not terms:
+            raise NotApplicable("gam needs a continuous covariate")
+        held_covariates = test.covariates[covariates.columns]
+        if gam:  # as harmony's gam: a spline is not extrapolated, held-back values are clamped to the training range
+            held_covariates = held_covariates.assign(**{c: held_covariates[c].clip(covariates[c].min(),
+                                                                                   covariates[c].max()) for c in terms})
+        names, fitted, held = _numeric(covariates, held_covariates)
+        out, held_out, _ = run_neuroharmonize(python, (train.X, train.site, fitted), (test.X, test.site, held), names,
+                                              terms if gam else [])
+        return out, held_out
+    return adapter
+
+
 #: harmony's adapters by name: no harmonization, the registry's methods, ComBat with each transform.
 ADAPTERS: dict[str, Adapter] = {
     "none": _none,
@@ -134,25 +173,38 @@ PEERS: dict[str, tuple[str, Adapter]] = {
     "combatlearn-chen": ("combatlearn", _combatlearn("chen")),
     "combatlearn-gam": ("combatlearn", _combatlearn("gam")),
 }
+#: The adapters of neuroHarmonize, which runs in a Python of its own (given as ``neuroharmonize_python``).
+NEUROHARMONIZE: dict[str, ExternalAdapter] = {
+    "neuroHarmonize": _neuroharmonize(gam=False),
+    "neuroHarmonize-gam": _neuroharmonize(gam=True),
+}
 
 
-def available_methods() -> list[str]:
+def available_methods(neuroharmonize_python: str | None = None) -> list[str]:
     """harmony's adapters and the peers whose package is installed, in a fixed order.
+
+    Parameters
+    ----------
+    neuroharmonize_python : str, optional
+        A Python that has neuroHarmonize: its adapters (:data:`NEUROHARMONIZE`) are listed too.
 
     Returns
     -------
     list of str
-        Adapter names (keys of :data:`ADAPTERS` and :data:`PEERS`).
+        Adapter names (keys of :data:`ADAPTERS`, :data:`PEERS` and, with ``neuroharmonize_python``,
+        :data:`NEUROHARMONIZE`).
 
     Examples
     --------
     >>> available_methods()[:3]
     ['none', 'combat', 'combat+log']
     """
-    return list(ADAPTERS) + [name for name, (module, _) in PEERS.items() if importlib.util.find_spec(module)]
+    return (list(ADAPTERS) + [name for name, (module, _) in PEERS.items() if importlib.util.find_spec(module)]
+            + (list(NEUROHARMONIZE) if neuroharmonize_python else []))
 
 
-def harmonize_split(method: str, train: Cohort, test: Cohort, smooth: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def harmonize_split(method: str, train: Cohort, test: Cohort, smooth: list[str], *,
+                    neuroharmonize_python: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fit ``method`` on ``train`` and apply it to ``test``; warnings (reported by the scores) are silenced.
 
     Parameters
@@ -163,6 +215,8 @@ def harmonize_split(method: str, train: Cohort, test: Cohort, smooth: list[str])
         The training and held-back subjects.
     smooth : list of str
         Continuous covariates a method may model nonlinearly.
+    neuroharmonize_python : str, optional
+        A Python that has neuroHarmonize (needed by the :data:`NEUROHARMONIZE` adapters).
 
     Returns
     -------
@@ -178,8 +232,10 @@ def harmonize_split(method: str, train: Cohort, test: Cohort, smooth: list[str])
         An unknown method.
     """
     adapter = ADAPTERS.get(method) or PEERS.get(method, (None, None))[1]
+    if method in NEUROHARMONIZE and neuroharmonize_python:
+        adapter = partial(NEUROHARMONIZE[method], neuroharmonize_python)
     if adapter is None:
-        raise ValueError(f"method must be one of {available_methods()}, got {method!r}")
+        raise ValueError(f"method must be one of {available_methods(neuroharmonize_python)}, got {method!r}")
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         try:

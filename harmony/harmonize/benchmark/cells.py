@@ -75,6 +75,8 @@ class Cell:
         Fit on the training controls only.
     smooth : tuple of str, default ("age",)
         Continuous covariates a method may model nonlinearly.
+    neuroharmonize_python : str, default ""
+        A Python that has neuroHarmonize, for its adapters (not part of the cell's key).
     """
 
     cohort: str
@@ -86,6 +88,7 @@ class Cell:
     n_test: int
     controls_only: bool = False
     smooth: tuple[str, ...] = ("age",)
+    neuroharmonize_python: str = ""
 
     @property
     def key(self) -> str:
@@ -94,7 +97,7 @@ class Cell:
 
     @classmethod
     def of(cls, scenario: Scenario | ImageScenario, method: str, replicate: int, seed: int,
-           source: ImageCohort | None = None) -> Cell:
+           source: ImageCohort | None = None, neuroharmonize_python: str = "") -> Cell:
         """The cell of a scenario of the matrix.
 
         Parameters
@@ -104,13 +107,15 @@ class Cell:
         replicate, seed : int
         source : ImageCohort, optional
             The extracted cohort of an image-level scenario (for this seed).
+        neuroharmonize_python : str, default ""
+            A Python that has neuroHarmonize.
 
         Returns
         -------
         Cell
         """
         return cls(scenario.name, scenario if source is None else source, method, replicate, seed, scenario.n_train,
-                   scenario.n_test, scenario.controls_only)
+                   scenario.n_test, scenario.controls_only, neuroharmonize_python=neuroharmonize_python)
 
 
 def _rng(cell: Cell) -> np.random.Generator:
@@ -152,7 +157,8 @@ def run_cell(cell: Cell) -> dict:
               "n_train": cell.n_train, "status": "ok", "reason": "", "seconds": None, "scores": []}
     start = time.perf_counter()
     try:
-        harmonized = harmonize_split(cell.method, train, test, list(cell.smooth))
+        harmonized = harmonize_split(cell.method, train, test, list(cell.smooth),
+                                     neuroharmonize_python=cell.neuroharmonize_python or None)
     except NotApplicable as exc:
         return result | {"status": "not applicable", "reason": str(exc)}
     result["seconds"] = time.perf_counter() - start

@@ -11,10 +11,11 @@ statsmodels 0.15.0, scipy 1.17.1, Python 3.11.
 
 neuroHarmonize chooses the spline penalty of each feature by a randomly shuffled 5-fold cross-validation
 (statsmodels' ``select_penweight_kfold``); the penalties it chose are recorded (by wrapping that method, which
-is otherwise called unchanged) so that the test can fit harmony's GAM with the same penalties. With statsmodels
-0.15 those folds come from fresh entropy (neuroHarmonize's ``seed=`` sets the legacy global state, which no
-longer reaches them), so a rerun may choose other penalties and write other, equally valid, outputs: each run's
-files are consistent with each other, which is what the test needs.
+is otherwise called unchanged) so that the test can fit harmony's GAM with the same penalties. neuroHarmonize
+passes its ``seed=`` to those folds only when the method's signature has statsmodels 0.15's ``rng``; the stored
+files were made by a wrapper without ``functools.wraps``, which hid that parameter, so their folds came from fresh
+entropy and a rerun chooses other, equally valid, penalties and outputs (each run's files are consistent with
+each other, which is what the test needs). The wrapper now keeps the signature, so reruns repeat each other.
 
 Files (all CSV, 17 significant digits):
 - ``train.csv``: SITE, age, sex (0/1) and features f0..f5 of 150 training subjects (3 sites);
@@ -24,6 +25,7 @@ Files (all CSV, 17 significant digits):
   (smooth age, linear sex) and ``gam_ref`` (the same with ref_batch="site2").
 """
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,7 @@ def main():
     chosen = []
     original = GLMGam.select_penweight_kfold
 
+    @functools.wraps(original)
     def recording(self, *args, **kwargs):
         result = original(self, *args, **kwargs)
         chosen.append(float(np.ravel(result[0])[0]))
