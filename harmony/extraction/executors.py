@@ -35,12 +35,16 @@ def _processes(units: list[_Unit], workers: int) -> Iterator[tuple[_Unit, tuple[
     # spawn: SimpleITK and pyradiomics hold threads and global state that a fork would copy half-made
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_watch_parent, initargs=(os.getpid(),))
+    finished = False
     try:
         futures = {pool.submit(_run_unit, unit): unit for unit in units}
         for future in futures_completed(futures):
             yield futures[future], future.result()
+        finished = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # every result in: the idle workers exit while the run consolidates (waiting costs their teardown);
+        # on an error, wait for them, so that none outlives it
+        pool.shutdown(wait=not finished, cancel_futures=True)
 
 
 def _dask(units: list[_Unit], workers: int, scheduler: str) -> Iterator[tuple[_Unit, tuple[dict, float]]]:
