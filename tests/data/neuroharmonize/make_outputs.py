@@ -2,9 +2,8 @@
 
 neuroHarmonize pins numpy < 2, so this runs in its own environment, once; its outputs are stored next to it:
 
-    python3.11 -m venv /tmp/nh-venv
-    /tmp/nh-venv/bin/pip install neuroHarmonize==2.5.2 'numpy<2' 'pandas<3' statsmodels
-    /tmp/nh-venv/bin/python tests/data/neuroharmonize/make_outputs.py
+    make neuroharmonize          # builds .venv-nh: neuroHarmonize==2.5.2, numpy<2, pandas<3, statsmodels
+    .venv-nh/bin/python tests/data/neuroharmonize/make_outputs.py
 
 Versions used for the stored files: neuroHarmonize 2.5.2, neuroCombat 0.2.12, numpy 1.26.4, pandas 2.3.3,
 statsmodels 0.15.0, scipy 1.17.1, Python 3.11.
