@@ -256,6 +256,7 @@ def compare_harmonizers(out: str | os.PathLike, *, matrix: str = "default", meth
     results = _run_cells(cells, out, executor=executor, workers=workers, scheduler=scheduler, progress=progress,
                          desc="harmonizers")
     scores, table = _tables(results)
+    _never_applied(table, methods, f"the {matrix} matrix's scenarios {[s.name for s in chosen]}")
     ranked = rank_methods(scores)
     words = recommend(ranked)
     for name, frame in (("scores", scores), ("cells", table), ("ranked", ranked)):
@@ -272,11 +273,16 @@ def compare_harmonizers(out: str | os.PathLike, *, matrix: str = "default", meth
     return {"scores": scores, "cells": table, "ranked": ranked, "recommendation": words}
 
 
-def _never_applied(cells: pd.DataFrame) -> dict[str, str]:
-    """The methods that applied to no cell, each with its first reason."""
+def _never_applied(cells: pd.DataFrame, methods: list[str], what: str) -> dict[str, str]:
+    """The methods that applied to no cell, each with its first reason; refused when no method but ``none`` applied
+    (the cells stay on disk)."""
     status = cells.groupby("method", sort=False)["status"]
     never = status.apply(lambda s: (s != "ok").all())
-    return {m: cells.loc[cells["method"] == m, "reason"].iloc[0] for m in never.index[never]}
+    reasons = {m: cells.loc[cells["method"] == m, "reason"].iloc[0] for m in never.index[never]}
+    if set(reasons) >= set(methods) - {"none"}:
+        raise HarmonyError(f"{what}: no method applies: "
+                           + ("; ".join(f"{m}: {r}" for m, r in reasons.items()) or "--methods names none but 'none'"))
+    return reasons
 
 
 def read_user_table(path: str | os.PathLike, *, cases_path: str | os.PathLike | None = None, site: str = schema.SITE,
@@ -391,10 +397,7 @@ def like_my_data(features_path: str | os.PathLike, out: str | os.PathLike, *, ca
              for r in range(replicates) for m in methods]
     scores, table = _tables(_run_cells(cells, out, executor=executor, workers=workers, scheduler=scheduler,
                                        progress=progress, desc="like my data"))
-    never = _never_applied(table)
-    if set(never) >= set(methods) - {"none"}:
-        raise HarmonyError(f"{features_path}: no method applies to this table: "
-                           + ("; ".join(f"{m}: {r}" for m, r in never.items()) or "--methods names none but 'none'"))
+    never = _never_applied(table, methods, f"{features_path}: cohorts like this table")
     ranked = rank_methods(scores)
     words = recommend(ranked)
     best = ranked.loc[ranked["method"] != "none", "method"].iloc[0]

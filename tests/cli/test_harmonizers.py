@@ -104,3 +104,12 @@ def test_like_my_data_bad_input_is_one_line_and_exit_2(user_table, tmp_path, cap
 def test_compare_refuses_an_unknown_scenario(tmp_path, capsys):
     assert main(["harmonizers", "compare", "--scenarios", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown ['nope']" in capsys.readouterr().err
+
+
+def test_compare_refuses_when_no_method_applies_and_keeps_the_cells(tmp_path, capsys):
+    argv = ["harmonizers", "compare", "--scenarios", "additive", "--methods", "nested", "--replicates", "1",
+            "--executor", "serial", "--quiet", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no method applies: nested: nested needs several batch variables" in err
+    assert len(list((tmp_path / "cells").glob("*.json"))) == 2  # none and nested: computed, not lost

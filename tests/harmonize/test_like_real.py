@@ -135,4 +135,4 @@ def test_like_refuses_when_no_method_applies(folder, tmp_path, capsys):
                  "--methods", "gam", "--replicates", "1", "--executor", "serial", "--quiet", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert "no method applies to this table: gam: HarmonizationError: covariate 'radius_mm' has 4 distinct" in err
+    assert "cohorts like this table: no method applies: gam: HarmonizationError: covariate 'radius_mm' has 4 distinct" in err
