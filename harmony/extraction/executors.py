@@ -7,8 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import as_completed as futures_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from harmony.core.errors import HarmonyError
 from harmony.extraction.work import _run_unit, _Unit
@@ -31,15 +30,31 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="harmony-parent-watch").start()
 
 
+def _next_unit(pending: list[_Unit], after: _Unit) -> _Unit:
+    """The next unit for the worker that just finished ``after``: another part of the same group if one is left
+    (that worker holds the group's images: ``_PREPARED``), else the costliest pending one."""
+    same = next((i for i, u in enumerate(pending) if u.group is after.group), 0)
+    return pending.pop(same)
+
+
 def _processes(units: list[_Unit], workers: int) -> Iterator[tuple[_Unit, tuple[dict, float]]]:
     # spawn: SimpleITK and pyradiomics hold threads and global state that a fork would copy half-made
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_watch_parent, initargs=(os.getpid(),))
     finished = False
+    pending = list(units)  # longest first
     try:
-        futures = {pool.submit(_run_unit, unit): unit for unit in units}
-        for future in futures_completed(futures):
-            yield futures[future], future.result()
+        # one unit in flight per worker: the worker that finishes is the one that takes the next unit
+        futures = {pool.submit(_run_unit, unit): unit for unit in [pending.pop(0) for _ in units[:workers]]}
+        while futures:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            finished_units = [(future, futures.pop(future)) for future in done]
+            for _, unit in finished_units:  # every free worker gets its next unit before the results are handled
+                if pending:
+                    following = _next_unit(pending, unit)
+                    futures[pool.submit(_run_unit, following)] = following
+            for future, unit in finished_units:
+                yield unit, future.result()
         finished = True
     finally:
         # every result in: the idle workers exit while the run consolidates (waiting costs their teardown);

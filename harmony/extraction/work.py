@@ -139,8 +139,9 @@ def _units(groups: list[_Group], params: dict, workers: int, threads: int | None
     """Whole groups when there are many for the workers, else groups split by image type (LoG by sigma).
 
     A split group's parts may run on different workers, each loading the case and making the group's image
-    (kept for its next part: ``_PREPARED``); a part computes its filtered images once and the features of
-    all the group's variants on them. Longest first, so that the last units to finish are short ones.
+    (kept for its next part: ``_PREPARED``; local workers take the next part of the group they hold first); a
+    part computes its filtered images once and the features of all the group's variants on them. Longest first,
+    so that the last units to finish are short ones.
     """
     split = workers > 1 and len(groups) < _GROUPS_PER_WORKER * workers
     units = []

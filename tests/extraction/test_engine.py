@@ -274,3 +274,16 @@ def test_engine_settings_section_validates():
                                 "retry_failed": True}
     with pytest.raises(ConfigError, match="engine.executor"):
         validate({"engine": {"executor": "threads"}}, experiment_schema())
+
+
+def test_a_free_local_worker_takes_the_next_part_of_its_group_else_the_longest_unit():
+    from types import SimpleNamespace
+
+    from harmony.extraction.executors import _next_unit
+
+    a, b = object(), object()
+    pending = [SimpleNamespace(group=b, name="b-wavelet"), SimpleNamespace(group=a, name="a-log"),
+               SimpleNamespace(group=b, name="b-log")]
+    assert _next_unit(pending, SimpleNamespace(group=a)).name == "a-log"  # the worker holds a's images
+    assert _next_unit(pending, SimpleNamespace(group=a)).name == "b-wavelet"  # a is done: the longest left
+    assert [u.name for u in pending] == ["b-log"]
