@@ -61,10 +61,13 @@ class _Design:
     def __init__(self, features: pd.DataFrame, variants: pd.DataFrame | None) -> None:
         features = schema.FEATURES.subset(INPUT_COLUMNS).validate(features, "reliability input")
         vcodes, vlabels = _factorize(features, VARIANT_ID)
-        pairs = np.stack([vcodes, features[REPEAT].to_numpy()], axis=1)
-        conditions, cond_code = np.unique(pairs, axis=0, return_inverse=True)
-        self.variant = vlabels[conditions[:, 0]]
-        self.repeat = conditions[:, 1]
+        # one integer per (variant, repeat), sorting as the pairs would: np.unique over rows is 4x slower here
+        repeats = features[REPEAT].to_numpy(dtype=np.int64)
+        low = int(repeats.min()) if len(repeats) else 0
+        span = int(repeats.max()) - low + 1 if len(repeats) else 1
+        keys, cond_code = np.unique(vcodes.astype(np.int64) * span + (repeats - low), return_inverse=True)
+        self.variant = vlabels[keys // span]
+        self.repeat = keys % span + low
         (fcodes, self.feature_names), (ccodes, cases) = _factorize(features, FEATURE), _factorize(features, CASE_ID)
         self.cases = cases
         labels = (self.feature_names, cases, np.array([f"{v} repeat {r}" for v, r in zip(self.variant, self.repeat)]))
