@@ -47,6 +47,7 @@ class FamilyEstimator(TransformerMixin, BaseEstimator):
     __metadata_request__transform: ClassVar[dict] = {"batch": True, "covariates": True}
     _format = ""
     _format_version = 1
+    _batch_required = True  # GMM ComBat may find its only batch itself
 
     def fit_transform(self, X: Any, y: Any = None, *, batch: Any = None,
                       covariates: pd.DataFrame | None = None) -> Any:
@@ -59,7 +60,7 @@ class FamilyEstimator(TransformerMixin, BaseEstimator):
         y : None
             Ignored; it is not the batch.
         batch : array-like
-            The batch of each sample (see the estimator's ``fit``).
+            The batch of each sample (see the estimator's ``fit``; GMM ComBat takes None).
         covariates : DataFrame, optional
             Biological covariates whose effects are preserved.
 
@@ -68,7 +69,8 @@ class FamilyEstimator(TransformerMixin, BaseEstimator):
         X_harmonized : ndarray or DataFrame
             X's type, index and column order.
         """
-        _require_batch("fit_transform", batch, y)
+        if self._batch_required:
+            _require_batch("fit_transform", batch, y)
         return self.fit(X, y, batch=batch, covariates=covariates).transform(X, batch=batch, covariates=covariates)
 
     def _header(self) -> dict[str, Any]:

@@ -141,6 +141,7 @@ class GMMComBat(FamilyEstimator):
     """
 
     _format, _format_version = GMM_MODEL_FORMAT, GMM_MODEL_FORMAT_VERSION
+    _batch_required = False
 
     def __init__(self, random_state: int = 0, min_fraction: float = 0.25, order: Sequence[str] | None = None,
                  parametric: bool = True, eb: bool = True, mean_only: bool = False, min_batch_size: int = MIN_BATCH_SIZE):
@@ -231,27 +232,6 @@ class GMMComBat(FamilyEstimator):
         """
         check_is_fitted(self)
         return self.nested_.transform(X, batch=self._batches(X, batch), covariates=covariates)
-
-    def fit_transform(self, X: Any, y: Any = None, *, batch: Any = None,
-                      covariates: pd.DataFrame | None = None) -> Any:
-        """:meth:`fit`, then :meth:`transform` of the same samples.
-
-        Parameters
-        ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
-            Finite feature values.
-        y : None
-            Ignored.
-        batch : array-like, DataFrame or None
-            The known batch variables, or None.
-        covariates : DataFrame, optional
-            Biological covariates whose effects are preserved.
-
-        Returns
-        -------
-        X_harmonized : ndarray or DataFrame
-        """
-        return self.fit(X, y, batch=batch, covariates=covariates).transform(X, batch=batch, covariates=covariates)
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted model as JSON-ready data: the mixture, its feature and the nested ComBat model.
