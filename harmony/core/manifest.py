@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import os
 import platform
@@ -28,6 +29,8 @@ _RECORDED_DISTRIBUTIONS = (
     "harmony-radiomics", "numpy", "scipy", "SimpleITK", "pandas", "pyarrow", "scikit-learn", "scikit-image",
     "PyWavelets", "matplotlib",
 )
+#: The names pyradiomics is packaged under, tried before a scan of every installed distribution.
+_PYRADIOMICS_DISTRIBUTIONS = ("pyradiomics-bhklab", "pyradiomics")
 
 
 def pyradiomics_distribution() -> tuple[str, str]:
@@ -47,13 +50,31 @@ def pyradiomics_distribution() -> tuple[str, str]:
     >>> name.startswith("pyradiomics")
     True
     """
-    names = metadata.packages_distributions().get("radiomics", [])
-    for name in names:
+    return _radiomics_distribution()
+
+
+@functools.cache  # the radiomics module a process imported does not change under it
+def _radiomics_distribution() -> tuple[str, str]:
+    for name in _PYRADIOMICS_DISTRIBUTIONS:  # the known names first: scanning every distribution takes 0.2-0.6 s
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if _provides_radiomics(dist):
+            return name, dist.version
+    for name in metadata.packages_distributions().get("radiomics", []):
         try:
             return name, metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
     return "unknown", "unknown"
+
+
+def _provides_radiomics(dist: metadata.Distribution) -> bool:
+    top_level = dist.read_text("top_level.txt")
+    if top_level is not None:
+        return "radiomics" in top_level.split()
+    return any(f.parts[:1] == ("radiomics",) for f in dist.files or ())
 
 
 def versions() -> dict[str, str]:

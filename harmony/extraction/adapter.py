@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import logging
 import math
 import os
@@ -248,14 +249,33 @@ def source_diagnostics(image: sitk.Image, mask: sitk.Image, params: Mapping[str,
     from radiomics import imageoperations as ops
 
     settings = _settings_for(_cached_extractor(params), label)
-    info = generalinfo.GeneralInfo()
-    info.addImageElements(image)
     # getMask's cast, without its label check over the whole grid (the extraction checks the label)
     vector = "vector" in mask.GetPixelIDTypeAsString().lower()
     mask = ops.getMask(mask, **settings) if vector else sitk.Cast(mask, sitk.sitkUInt32)
-    info.addMaskElements(None, mask, settings.get("label", 1))
-    return {key: _jsonable(value) for key, value in info.getGeneralInfo().items()
-            if key.startswith((f"{schema.DIAGNOSTICS_PREFIX}Image-", f"{schema.DIAGNOSTICS_PREFIX}Mask-"))}
+    # GeneralInfo hashes the images it describes as "original" with sitk.Hash, 15x slower than hashlib's
+    # sha1 of the same buffer (0.6 s of 0.8 s on a 512x512x48 CT): it describes them under another name
+    info = generalinfo.GeneralInfo()
+    info.addImageElements(image, prefix=_UNHASHED)
+    info.addMaskElements(None, mask, settings.get("label", 1), prefix=_UNHASHED)
+    described = info.getGeneralInfo()
+    found: dict[str, Any] = {}
+    for kind, source in (("Image", image), ("Mask", mask)):
+        found[f"{schema.DIAGNOSTICS_PREFIX}{kind}-original_Hash"] = _sha1(source)
+        if kind == "Image":
+            found[f"{schema.DIAGNOSTICS_PREFIX}Image-original_Dimensionality"] = f"{image.GetDimension()}D"
+        scratch = f"{schema.DIAGNOSTICS_PREFIX}{kind}-{_UNHASHED}_"
+        found.update((f"{schema.DIAGNOSTICS_PREFIX}{kind}-original_{key.removeprefix(scratch)}", value)
+                     for key, value in described.items() if key.startswith(scratch))
+    return {key: _jsonable(value) for key, value in found.items()}
+
+
+#: The name under which :func:`source_diagnostics` has GeneralInfo describe the original image and mask.
+_UNHASHED = "unhashed"
+
+
+def _sha1(image: sitk.Image) -> str:
+    """``sitk.Hash(image)``: the sha1 of the image's buffer, in its memory order."""
+    return hashlib.sha1(sitk.GetArrayViewFromImage(image)).hexdigest()
 
 
 def extract(image: sitk.Image | str | os.PathLike, mask: sitk.Image | str | os.PathLike,

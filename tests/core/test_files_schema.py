@@ -135,3 +135,14 @@ def test_read_table_loads_and_checks_only_the_columns_asked_for(tmp_path, suffix
         read_table(tmp_path / "g.parquet", schema.FEATURES, columns=[schema.FEATURE, schema.VALUE])
     with pytest.raises(ValueError, match="no column"):
         schema.FEATURES.subset(["nope"])
+
+
+def test_pyradiomics_distribution_is_the_one_a_scan_of_every_distribution_finds():
+    from importlib import metadata
+
+    from harmony.core.manifest import _provides_radiomics, _radiomics_distribution
+
+    scanned = metadata.packages_distributions()["radiomics"]
+    name, version = _radiomics_distribution()
+    assert name in scanned and version == metadata.version(name)
+    assert not _provides_radiomics(metadata.distribution("numpy"))
