@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harmony.core import schema
 from harmony.core.errors import ConfigError
 from harmony.extraction.adapter import (
+    _sha1,
     extract,
     feature_class,
     feature_rows,
@@ -87,3 +94,21 @@ def test_feature_key_parts():
     assert image_type("log-sigma-1-0-mm-3D_glcm_Idm") == "log-sigma-1-0-mm-3D"
     with pytest.raises(ValueError, match="not a pyradiomics feature key"):
         feature_class("diagnostics")
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6)),
+       pixel=st.sampled_from([sitk.sitkUInt8, sitk.sitkInt16, sitk.sitkUInt32, sitk.sitkFloat32, sitk.sitkFloat64]),
+       components=st.sampled_from([1, 3]), seed=st.integers(0, 2**32 - 1))
+def test_diagnostics_hash_is_simpleitks(shape, pixel, components, seed):
+    values = np.random.default_rng(seed).integers(0, 200, (components, *shape))
+    channels = [sitk.Cast(sitk.GetImageFromArray(v), pixel) for v in values]
+    image = channels[0] if components == 1 else sitk.Compose(channels)
+    assert _sha1(image) == sitk.Hash(image)
+
+
+def test_workers_start_without_pandas():
+    code = ("import sys, harmony.extraction.executors, harmony.extraction.work; "
+            "print(sorted(m for m in ('pandas', 'pyarrow', 'matplotlib') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"  # each spawned worker would pay 0.3 s for pandas
