@@ -16,15 +16,19 @@ took in its worker during (d)): their sum over the longest-processing-time sched
 the units' makespan, the bound printed with it.
 Spawned worker processes re-import the main module: ``harmony``'s console script costs them 0.1 s, this
 script's own imports of pandas and the engine would cost each worker 0.7 s, so they are made only when it runs.
-``--skip-naive`` leaves (a) out (no ratios to it). The last line is machine-readable:
-``ratio_1worker=<naive/(b)> ratio_2workers=<naive/(d)> workers_2v1=<(c)/(d)> threaded_2v1=<(b)/(d)>
-max_rel_diff=<largest relative difference>``.
+(b), (c) and (d) run in ``--repeats`` rounds (default 3) and the best time of each counts, as ``timeit`` does:
+on a shared machine, other work only ever adds time. The ratio (c) / (d) of each round is printed too, with its
+median. ``--skip-naive`` leaves (a) out (no ratios to it). The last line is machine-readable:
+``ratio_1worker=<naive/(b)> ratio_2workers=<naive/(d)> workers_2v1=<(c)/(d)>
+workers_2v1_median=<median over rounds> threaded_2v1=<(b)/(d)> max_rel_diff=<largest relative difference>``.
 """
 
 from __future__ import annotations
 
+import argparse
 import heapq
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -87,6 +91,10 @@ def lpt_makespan(costs: list[float], workers: int) -> float:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--skip-naive", action="store_true", help="leave the naive loop (a) out")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of (b), (c), (d); the best of each counts")
+    args = parser.parse_args()
     image_path, mask_path = DATA / f"{CASE_ID}_image.nrrd", DATA / f"{CASE_ID}_label.nrrd"
     if not image_path.is_file():
         print(f"reference data not found: {image_path} (set HARMONY_REFERENCE_DATA)", file=sys.stderr)
@@ -96,34 +104,46 @@ def main() -> int:
     print(f"{len(variants)} variants of {CASE_ID} ({len({v.image_key for v in variants})} images): {kinds}")
     cases = pd.DataFrame({schema.CASE_ID: [CASE_ID], schema.SITE: ["pyradiomics"],
                           schema.IMAGE: [str(image_path)], schema.MASK: [str(mask_path)]})
-    timings: dict[str, float] = {}
+    rounds: dict[str, list[float]] = {}  # per run, its seconds in each round
     results: dict[str, pd.Series] = {}
-    unit_seconds: list[float] = []
+    unit_seconds: dict[float, list[float]] = {}  # per 2-worker run's time, its units' seconds
     with tempfile.TemporaryDirectory(prefix="bench_extraction_") as tmp:
         runs = (("engine, this process (threaded)", "serial", 1, 0), ("engine, 1 worker", "processes", 1, 1),
                 ("engine, 2 workers", "processes", 2, 0))
-        for name, executor, workers, threads in runs:
-            start = time.perf_counter()
-            run = run_tasks(cases, variants, PARAMS, Path(tmp) / name, executor=executor, workers=workers,
-                            progress=False, threads_per_worker=threads)
-            timings[name] = time.perf_counter() - start
-            if run.failed:
-                print(run.failures.to_string(), file=sys.stderr)
-                return 1
-            results[name] = values(run.features)
-            unit_seconds = run.diagnostics["unit_seconds"]
-            threads_used = run.diagnostics["threads_per_worker"] or "all cores'"
-            print(f"{name}: {timings[name]:.1f} s ({run.diagnostics['units']} units, {threads_used} threads)")
-    skip_naive = "--skip-naive" in sys.argv[1:]
+        for round_ in range(args.repeats):  # in rounds: a slow spell of the machine hits every configuration
+            for name, executor, workers, threads in runs:
+                start = time.perf_counter()
+                run = run_tasks(cases, variants, PARAMS, Path(tmp) / f"{name} {round_}", executor=executor,
+                                workers=workers, progress=False, threads_per_worker=threads)
+                seconds = time.perf_counter() - start
+                rounds.setdefault(name, []).append(seconds)
+                if run.failed:
+                    print(run.failures.to_string(), file=sys.stderr)
+                    return 1
+                got = values(run.features)
+                if not results.setdefault(name, got).equals(got):
+                    print(f"{name}: round {round_} differs from round 0", file=sys.stderr)
+                    return 1
+                if workers == 2:
+                    unit_seconds[seconds] = run.diagnostics["unit_seconds"]
+                threads_used = run.diagnostics["threads_per_worker"] or "all cores'"
+                print(f"{name}: {seconds:.1f} s ({run.diagnostics['units']} units, {threads_used} threads)")
+    skip_naive = args.skip_naive
     if not skip_naive:
         start = time.perf_counter()
         results["naive"] = values(naive(sitk.ReadImage(str(image_path)), sitk.ReadImage(str(mask_path)), variants))
-        timings["naive"] = time.perf_counter() - start
-        print(f"naive: {timings['naive']:.1f} s")
+        rounds["naive"] = [time.perf_counter() - start]
+        print(f"naive: {rounds['naive'][0]:.1f} s")
 
+    paired = sorted(one / two for one, two in zip(rounds["engine, 1 worker"], rounds["engine, 2 workers"]))
+    timings = {name: min(seconds) for name, seconds in rounds.items()}  # the best of each: noise only adds time
+    if args.repeats > 1:
+        print(f"\nbest of {args.repeats} rounds; 1 worker / 2 workers in each round: "
+              f"{', '.join(f'{r:.2f}' for r in paired)}x (median {statistics.median(paired):.2f}x)")
+    unit_seconds = unit_seconds[timings["engine, 2 workers"]]
     threaded, one, two = (timings[f"engine, {n}"] for n in ("this process (threaded)", "1 worker", "2 workers"))
     makespan = lpt_makespan(unit_seconds, 2)
-    print(f"\nunits of the 2-worker run: {len(unit_seconds)}, {sum(unit_seconds):.1f} s of work, largest "
+    print(f"\nunits of the fastest 2-worker run: {len(unit_seconds)}, {sum(unit_seconds):.1f} s of work, largest "
           f"{max(unit_seconds):.1f} s; LPT makespan on 2 workers {makespan:.1f} s: ideal speed-up "
           f"{sum(unit_seconds) / makespan:.2f}x; achieved (1 worker / 2 workers) {one / two:.2f}x")
     print(f"threaded single process: {threaded:.1f} s; 2 workers gain {threaded / two:.2f}x over it "
@@ -132,7 +152,8 @@ def main() -> int:
     identical = all(results[k].equals(results[engine_runs[0]]) for k in engine_runs)
     print(f"every engine run bit-identical: {identical}\n")
     if skip_naive:
-        print(f"workers_2v1={one / two:.2f} threaded_2v1={threaded / two:.2f} identical={identical}")
+        print(f"workers_2v1={one / two:.2f} workers_2v1_median={statistics.median(paired):.2f} "
+              f"threaded_2v1={threaded / two:.2f} identical={identical}")
         return 0 if identical else 1
     diff = max(max_rel_diff(results["naive"], results[k]) for k in engine_runs)
     print("| run (27 variants of lung1) | seconds | per variant | speed-up |")
@@ -143,7 +164,8 @@ def main() -> int:
               f"{timings['naive'] / timings[name]:.1f}x |")
     print()
     print(f"ratio_1worker={timings['naive'] / threaded:.2f} ratio_2workers={timings['naive'] / two:.2f} "
-          f"workers_2v1={one / two:.2f} threaded_2v1={threaded / two:.2f} max_rel_diff={diff:.3g}")
+          f"workers_2v1={one / two:.2f} workers_2v1_median={statistics.median(paired):.2f} "
+          f"threaded_2v1={threaded / two:.2f} max_rel_diff={diff:.3g}")
     return 0 if identical and diff == 0 else 1
 
 if __name__ == "__main__":
