@@ -37,6 +37,7 @@ from harmony.harmonize.benchmark.scores import (
     balanced_site_accuracy,
     covariance_left,
     effect_bias,
+    score_split,
     site_test_fractions,
     truth_correlation,
 )
@@ -301,3 +302,20 @@ def test_fit_cohort_model_finds_the_skewed_features_and_their_covariate_effect()
     model = fit_cohort_model(pd.DataFrame(cohort.X), cohort.site, cohort.covariates[["group"]])
     assert model.marginal == ["log"] * 4
     np.testing.assert_allclose(model.coef[0], truth.coef[1], atol=0.08)  # the group effect, on the log scale
+
+
+def test_the_site_accuracy_excess_is_over_the_biologys_own_site_signal():
+    """Where the tissue differs by site, the scanner-free values tell the sites apart: keeping them scores 0,
+    a method that also removed the tissue scores below 0 (and is ranked on the distance from 0)."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1, 2], 60)
+    tissue = (rng.random(180) < np.array([0.1, 0.5, 0.9])[labels]).astype(float)  # site-confounded biology
+    clean = tissue[:, None] * 2.0 + rng.normal(size=(180, 6))
+    design = np.column_stack([np.ones(180), tissue])
+    lower, upper = np.full(6, -np.inf), np.full(6, np.inf)
+    kept = score_split(clean, clean, labels, design, None, lower, upper)
+    assert kept["clean_site_accuracy"] > kept["chance"] + 0.15 and kept["site_accuracy_excess"] == 0
+    removed = score_split(rng.normal(size=(180, 6)), clean, labels, design, None, lower, upper)
+    assert removed["site_accuracy_excess"] < -0.1
+    shifted = score_split(clean + labels[:, None] * 1.5, clean, labels, design, None, lower, upper)
+    assert shifted["site_accuracy_excess"] > 0.2

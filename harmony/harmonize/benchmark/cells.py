@@ -38,6 +38,10 @@ __all__ = [
     "sample_size_curve",
 ]
 
+#: The definition of the scores a cell's file holds: raised when one changes, so that a resumed run computes
+#: again the cells an earlier definition scored (2: the site-accuracy excess is over the larger of chance and the
+#: scanner-free subjects' own accuracy).
+SCORES_VERSION = 2
 #: The splits every cell scores: the subjects a method was fitted on, and held-back ones.
 SPLITS = ("train", "test")
 #: The held-back scores the ranking uses, and how each is read (``lower``, ``higher`` or ``one``: closest to 1).
@@ -92,8 +96,9 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """A stable name of the cell (its result file is named by it)."""
-        return stable_hash([self.cohort, self.method, self.replicate, self.seed, self.n_train, self.n_test])
+        """A stable name of the cell (its result file is named by it; a new :data:`SCORES_VERSION` renames it)."""
+        return stable_hash([self.cohort, self.method, self.replicate, self.seed, self.n_train, self.n_test,
+                            SCORES_VERSION])
 
     @classmethod
     def of(cls, scenario: Scenario | ImageScenario, method: str, replicate: int, seed: int,
@@ -246,7 +251,8 @@ def recommend(ranked: pd.DataFrame) -> str:
     method, _, transform = best["method"].partition("+")
     words = (f"Use {method}" + (f" with the {transform} transform" if transform else " without a transform")
              + f": on held-back subjects it left a site-classifier accuracy {best['site_accuracy_excess']:+.3f} "
-               f"from chance, {best['ad_fraction']:.0%} of features with a distribution-level site difference, "
+               f"from chance (or from the scanner-free subjects' own accuracy, where higher), "
+               f"{best['ad_fraction']:.0%} of features with a distribution-level site difference, "
                f"and kept a correlation with the truth of {best['truth_correlation']:.3f}")
     plain = ranked[ranked["method"] == "combat"]
     if best["method"] != "combat" and not plain.empty:

@@ -1,6 +1,7 @@
 """Scores of one harmonized split against its known truth: pure functions of arrays.
 
-Site effect left: balanced accuracy of a cross-validated linear site classifier (chance = 1/k), and the fractions of
+Site effect left: balanced accuracy of a cross-validated linear site classifier, above chance (1/k) or above the
+same classifier's accuracy on the clean values where the biology differs by site, and the fractions of
 features whose sites differ by Kruskal-Wallis (location) and k-sample Anderson-Darling (distribution) at
 alpha; the site-specific correlation between features left (:func:`covariance_left`). Biology kept: the
 rank correlation of each feature with its clean value (the same subject without a scanner), the bias of the
@@ -314,17 +315,22 @@ def score_split(X: np.ndarray, clean: np.ndarray, labels: np.ndarray, design: np
     Returns
     -------
     dict of str to float
-        ``site_accuracy``, ``chance``, ``site_accuracy_excess`` (accuracy - chance), ``clean_site_accuracy``
-        (the same classifier on the clean values: above chance when the biology differs by site), ``kw_fraction``,
-        ``ad_fraction``, ``covariance_left``, ``truth_correlation``, ``effect_bias``, ``group_effect_kept``,
+        ``site_accuracy``, ``chance``, ``clean_site_accuracy`` (the same classifier on the clean values: above
+        chance when the biology differs by site), ``site_accuracy_excess`` (accuracy minus the larger of chance
+        and the clean accuracy: the site effect beyond the biology's own; negative when biology was removed),
+        ``kw_fraction``, ``ad_fraction``, ``covariance_left``, ``truth_correlation``, ``effect_bias``, ``group_effect_kept``,
         ``out_of_range``.
     """
     accuracy, chance = balanced_site_accuracy(X, labels, seed=seed)
+    clean_accuracy = balanced_site_accuracy(clean, labels, seed=seed)[0]
     finite = np.where(np.isfinite(X), X, np.nan)
     kw, ad = site_test_fractions(np.nan_to_num(finite), labels)
     safe = np.nan_to_num(finite)
-    return {"site_accuracy": accuracy, "chance": chance, "site_accuracy_excess": accuracy - chance,
-            "clean_site_accuracy": balanced_site_accuracy(clean, labels, seed=seed)[0],
+    # where the biology differs by site, the scanner-free subjects' own accuracy is the floor, not 1/k: a method
+    # that goes below it removed biology
+    return {"site_accuracy": accuracy, "chance": chance,
+            "site_accuracy_excess": accuracy - float(np.fmax(chance, clean_accuracy)),
+            "clean_site_accuracy": clean_accuracy,
             "kw_fraction": kw, "ad_fraction": ad, "covariance_left": covariance_left(safe, labels),
             "truth_correlation": truth_correlation(safe, clean), "effect_bias": effect_bias(safe, clean, design),
             "group_effect_kept": group_effect_kept(safe, clean, group) if group is not None else float("nan"),
