@@ -318,8 +318,8 @@ def score_split(X: np.ndarray, clean: np.ndarray, labels: np.ndarray, design: np
         ``site_accuracy``, ``chance``, ``clean_site_accuracy`` (the same classifier on the clean values: above
         chance when the biology differs by site), ``site_accuracy_excess`` (accuracy minus the larger of chance
         and the clean accuracy: the site effect beyond the biology's own; negative when biology was removed),
-        ``kw_fraction``, ``ad_fraction``, ``covariance_left``, ``truth_correlation``, ``effect_bias``, ``group_effect_kept``,
-        ``out_of_range``.
+        ``kw_fraction``, ``ad_fraction``, ``covariance_left``, ``truth_correlation``, ``effect_bias``,
+        ``group_effect_kept``, ``out_of_range``.
     """
     accuracy, chance = balanced_site_accuracy(X, labels, seed=seed)
     clean_accuracy = balanced_site_accuracy(clean, labels, seed=seed)[0]
