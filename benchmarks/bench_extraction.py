@@ -14,8 +14,11 @@ two, each worker a single-threaded process. Beside it, the ideal from the work u
 took in its worker during (d)): their sum over the longest-processing-time schedule's makespan on two workers.
 (b) / (d) is the gain over the threaded single process: two single-threaded workers cannot beat wall(b) over
 the units' makespan, the bound printed with it.
-Spawned worker processes re-import the main module: ``harmony``'s console script costs them 0.1 s, this
-script's own imports of pandas and the engine would cost each worker 0.7 s, so they are made only when it runs.
+Local workers fork from a fork server that the first run of a process starts; it imports the worker modules
+once, and the main module (this script, whose imports of pandas and the engine are made only when it runs).
+The fork server is started before the clock, as by this process's first run, so that every round compares the
+same start-up. ``--cold`` adds what a fresh process's first run gains (every ``harmony`` command): (c) and (d)
+run in new processes, each starting its own fork server.
 ``--ceiling RUNS`` adds what two worker processes can gain at most on this machine: RUNS plain executes of lung1
 (the same settings) in one single-threaded worker process against two, both pools started and warmed before the
 clock starts, so that the ratio holds no start-up, planning or scheduling.
@@ -23,8 +26,8 @@ clock starts, so that the ratio holds no start-up, planning or scheduling.
 on a shared machine, other work only ever adds time. The ratio (c) / (d) of each round is printed too, with its
 median. ``--skip-naive`` leaves (a) out (no ratios to it). The last line is machine-readable:
 ``ratio_1worker=<naive/(b)> ratio_2workers=<naive/(d)> workers_2v1=<(c)/(d)>
-workers_2v1_median=<median over rounds> threaded_2v1=<(b)/(d)> [ceiling_2v1=<one/two warmed processes>]
-max_rel_diff=<largest relative difference>``.
+workers_2v1_median=<median over rounds> threaded_2v1=<(b)/(d)> [cold_2v1=<(c)/(d), fresh processes>]
+[ceiling_2v1=<one/two warmed processes>] max_rel_diff=<largest relative difference>``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import heapq
 import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,8 +50,10 @@ if __name__ == "__main__":  # not in the workers, which re-import this script as
     import SimpleITK as sitk
 
     from harmony.core import schema
+    from harmony.core.files import read_table
     from harmony.extraction.adapter import make_extractor, split_result
     from harmony.extraction.engine import run_tasks
+    from harmony.extraction.executors import start_fork_server
     from harmony.perturb.design import expand_design
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,11 +133,35 @@ def ceiling(workers: int, runs: int) -> float:
         return time.perf_counter() - start
 
 
+def first_run(cases: pd.DataFrame, variants: list, workers: int, threads: int, out: Path) -> float:
+    """Seconds of one run as the first of a new process (whose imports are made before the clock starts, as the
+    ``harmony`` command makes them before it runs)."""
+    command = [sys.executable, __file__, "--first-run", str(workers), str(threads), str(out), *cases.iloc[0]]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"first run with {workers} workers failed:\n{done.stderr}")
+    return float(done.stdout.split()[-1])
+
+
+def _first_run(workers: str, threads: str, out: str, *case: str) -> None:
+    cases = pd.DataFrame([case], columns=[schema.CASE_ID, schema.SITE, schema.IMAGE, schema.MASK])
+    variants = expand_design(DESIGN, seed=0, base_params=PARAMS)
+    start = time.perf_counter()
+    run_tasks(cases, variants, PARAMS, out, workers=int(workers), threads_per_worker=int(threads), progress=False,
+              keep_features=False)
+    print(time.perf_counter() - start)
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--first-run"]:  # a (c) or (d) of --cold, in this new process
+        _first_run(*sys.argv[2:])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--skip-naive", action="store_true", help="leave the naive loop (a) out")
     parser.add_argument("--ceiling", type=int, default=0, metavar="RUNS",
                         help="also time RUNS (even) plain executes in one and in two warmed worker processes")
+    parser.add_argument("--cold", action="store_true",
+                        help="also run (c) and (d) as the first run of new processes, in each round")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of (b), (c), (d); the best of each counts")
     args = parser.parse_args()
     image_path, mask_path = DATA / f"{CASE_ID}_image.nrrd", DATA / f"{CASE_ID}_label.nrrd"
@@ -146,6 +176,7 @@ def main() -> int:
     rounds: dict[str, list[float]] = {}  # per run, its seconds in each round
     results: dict[str, pd.Series] = {}
     fastest_two: tuple[float, list[float]] = (float("inf"), [])  # the fastest 2-worker run: seconds, its units'
+    start_fork_server("processes")  # as by this process's first run: every round's workers fork from it
     with tempfile.TemporaryDirectory(prefix="bench_extraction_") as tmp:
         runs = (("engine, this process (threaded)", "serial", 1, 0), ("engine, 1 worker", "processes", 1, 1),
                 ("engine, 2 workers", "processes", 2, 0))
@@ -167,6 +198,14 @@ def main() -> int:
                     fastest_two = (seconds, run.diagnostics["unit_seconds"])
                 threads_used = run.diagnostics["threads_per_worker"] or "all cores'"
                 print(f"{name}: {seconds:.1f} s ({run.diagnostics['units']} units, {threads_used} threads)")
+            for workers, threads in ((1, 1), (2, 0)) if args.cold else ():
+                out = Path(tmp) / f"cold {workers} {round_}"
+                seconds = first_run(cases, variants, workers, threads, out)
+                rounds.setdefault(f"cold {workers}", []).append(seconds)
+                if not values(read_table(out / "features.parquet", schema.FEATURES)).equals(results[runs[0][0]]):
+                    print(f"cold run with {workers} workers differs", file=sys.stderr)
+                    return 1
+                print(f"engine, {workers} worker{'s' * (workers > 1)}, first run of a new process: {seconds:.1f} s")
     if not args.skip_naive:
         start = time.perf_counter()
         results["naive"] = values(naive(sitk.ReadImage(str(image_path)), sitk.ReadImage(str(mask_path)), variants))
@@ -186,6 +225,12 @@ def main() -> int:
           f"{sum(unit_seconds) / makespan:.2f}x; achieved (1 worker / 2 workers) {one / two:.2f}x")
     print(f"threaded single process: {threaded:.1f} s; 2 workers gain {threaded / two:.2f}x over it "
           f"(at most {threaded / makespan:.2f}x: its time over the units' makespan)")
+    cold_words = ""
+    if args.cold:
+        cold_one, cold_two = timings["cold 1"], timings["cold 2"]
+        print(f"first run of a new process (every harmony command), best of {args.repeats}: 1 worker {cold_one:.1f} s, "
+              f"2 workers {cold_two:.1f} s: {cold_one / cold_two:.2f}x")
+        cold_words = f" cold_2v1={cold_one / cold_two:.2f}"
     ceiling_words = ""
     if args.ceiling:
         alone, pair = ceiling(1, args.ceiling), ceiling(2, args.ceiling)
@@ -197,7 +242,7 @@ def main() -> int:
     print(f"every engine run bit-identical: {identical}\n")
     if args.skip_naive:
         print(f"workers_2v1={one / two:.2f} workers_2v1_median={statistics.median(paired):.2f} "
-              f"threaded_2v1={threaded / two:.2f}{ceiling_words} identical={identical}")
+              f"threaded_2v1={threaded / two:.2f}{cold_words}{ceiling_words} identical={identical}")
         return 0 if identical else 1
     diff = max(max_rel_diff(results["naive"], results[k]) for k in engine_runs)
     print("| run (27 variants of lung1) | seconds | per variant | speed-up |")
@@ -209,7 +254,7 @@ def main() -> int:
     print()
     print(f"ratio_1worker={timings['naive'] / threaded:.2f} ratio_2workers={timings['naive'] / two:.2f} "
           f"workers_2v1={one / two:.2f} workers_2v1_median={statistics.median(paired):.2f} "
-          f"threaded_2v1={threaded / two:.2f}{ceiling_words} max_rel_diff={diff:.3g}")
+          f"threaded_2v1={threaded / two:.2f}{cold_words}{ceiling_words} max_rel_diff={diff:.3g}")
     return 0 if identical and diff == 0 else 1
 
 if __name__ == "__main__":

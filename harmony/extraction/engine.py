@@ -47,7 +47,7 @@ from harmony.core.lock import RunLock
 from harmony.core.manifest import build_manifest, now_utc, write_manifest
 from harmony.core.progress import progress_bar
 from harmony.extraction.adapter import make_extractor
-from harmony.extraction.executors import execute
+from harmony.extraction.executors import execute, start_fork_server
 from harmony.extraction.ibsi import IBSI_SECTION, ibsi_adjustments
 from harmony.extraction.params import resolve_label
 from harmony.extraction.settings import EXECUTORS
@@ -186,6 +186,7 @@ def run_tasks(cases: pd.DataFrame, variants: Sequence | None, params: Mapping[st
     if threads_per_worker < 0:
         raise ConfigError(f"threads_per_worker must be >= 0, got {threads_per_worker!r}")
     started, clock = now_utc(), time.perf_counter()
+    start_fork_server(executor)  # its imports overlap the planning
     params = dict(params)
     extractor = make_extractor(params)  # bad settings fail before anything runs
     resolved = {"setting": extractor.settings, "imageType": extractor.enabledImagetypes,

@@ -5,14 +5,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from harmony.core.errors import HarmonyError
 from harmony.extraction.work import _run_unit, _Unit
 
-__all__ = ["execute"]
+__all__ = ["execute", "start_fork_server"]
 
 
 def _serial(units: list[_Unit]) -> Iterator[tuple[_Unit, tuple[dict, float]]]:
@@ -20,14 +19,63 @@ def _serial(units: list[_Unit]) -> Iterator[tuple[_Unit, tuple[dict, float]]]:
         yield unit, _run_unit(unit)
 
 
-def _watch_parent(parent: int) -> None:
-    """Worker initializer: exit when the run that started this worker is gone (killed runs leave no workers)."""
+#: Imported once by the fork server, so that the workers forked from it start with them (a spawned worker imports
+#: them itself: 0.4 s, in every worker of every run).
+_PRELOAD = ("harmony.extraction.work",)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Workers fork from a fork server, else (Windows) are spawned; never forked from this process, whose SimpleITK
+    and pyradiomics threads and global state a fork would copy half-made.
+
+    The fork server is a fresh, single-threaded process that imported :data:`_PRELOAD` (and ``__main__``) once;
+    it starts with this process's first run and lasts as long as this process, so later runs start their workers
+    at once. Modules the user asked it to preload are kept.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    server = getattr(forkserver, "_forkserver", None)
+    asked = list(getattr(server, "_preload_modules", None) or ["__main__"])
+    context.set_forkserver_preload(asked + [m for m in _PRELOAD if m not in asked])  # no effect once it runs
+    return context
+
+
+def start_fork_server(executor: str) -> None:
+    """Start the fork server that local workers fork from, if ``executor`` uses one and it is not running yet.
+
+    It then imports the worker modules while this process plans the run.
+
+    Parameters
+    ----------
+    executor : {"serial", "processes", "dask"}
+        Only "processes" uses local workers.
+
+    Examples
+    --------
+    >>> start_fork_server("processes")  # the later runs of this process fork their workers from it
+    """
+    if executor == "processes" and _context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def _start_worker(environ: dict[str, str]) -> None:
+    """Worker initializer: this run's environment (a forked worker has the fork server's, from when it started),
+    and exit when the process that started the run is gone (killed runs leave no workers)."""
+    os.environ.clear()
+    os.environ.update(environ)
+    parent = multiprocessing.parent_process()
+
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
+        parent.join()  # returns when the parent's end of the sentinel pipe closes: it exited or was killed
         os._exit(1)
 
-    threading.Thread(target=watch, daemon=True, name="harmony-parent-watch").start()
+    if parent is not None:
+        threading.Thread(target=watch, daemon=True, name="harmony-parent-watch").start()
 
 
 def _next_unit(pending: list[_Unit], after: _Unit) -> _Unit:
@@ -38,9 +86,8 @@ def _next_unit(pending: list[_Unit], after: _Unit) -> _Unit:
 
 
 def _processes(units: list[_Unit], workers: int) -> Iterator[tuple[_Unit, tuple[dict, float]]]:
-    # spawn: SimpleITK and pyradiomics hold threads and global state that a fork would copy half-made
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_watch_parent, initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_start_worker,
+                               initargs=(dict(os.environ),))
     finished = False
     pending = list(units)  # longest first
     try:
