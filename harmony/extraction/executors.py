@@ -19,9 +19,11 @@ def _serial(units: list[_Unit]) -> Iterator[tuple[_Unit, tuple[dict, float]]]:
         yield unit, _run_unit(unit)
 
 
-#: Imported once by the fork server, so that the workers forked from it start with them (a spawned worker imports
-#: them itself: 0.4 s, in every worker of every run).
-_PRELOAD = ("harmony.extraction.work",)
+#: Imported once by the fork server, so that the workers forked from it start with them: the worker's modules
+#: (0.4 s) and what its first unit imports (pyradiomics and the libraries it and harmony import when used:
+#: 0.2-0.3 s), which a spawned worker imports itself, in every worker of every run.
+_PRELOAD = ("harmony.extraction.work", "radiomics.featureextractor", "pykwalify.core", "pywt", "scipy.ndimage",
+            "threadpoolctl")
 
 
 def _context() -> multiprocessing.context.BaseContext:
