@@ -133,7 +133,7 @@ def ceiling(workers: int, runs: int) -> float:
         return time.perf_counter() - start
 
 
-def first_run(cases: pd.DataFrame, variants: list, workers: int, threads: int, out: Path) -> float:
+def first_run(cases: pd.DataFrame, workers: int, threads: int, out: Path) -> float:
     """Seconds of one run as the first of a new process (whose imports are made before the clock starts, as the
     ``harmony`` command makes them before it runs)."""
     command = [sys.executable, __file__, "--first-run", str(workers), str(threads), str(out), *cases.iloc[0]]
@@ -200,7 +200,7 @@ def main() -> int:
                 print(f"{name}: {seconds:.1f} s ({run.diagnostics['units']} units, {threads_used} threads)")
             for workers, threads in ((1, 1), (2, 0)) if args.cold else ():
                 out = Path(tmp) / f"cold {workers} {round_}"
-                seconds = first_run(cases, variants, workers, threads, out)
+                seconds = first_run(cases, workers, threads, out)
                 rounds.setdefault(f"cold {workers}", []).append(seconds)
                 if not values(read_table(out / "features.parquet", schema.FEATURES)).equals(results[runs[0][0]]):
                     print(f"cold run with {workers} workers differs", file=sys.stderr)

@@ -45,7 +45,7 @@ def test_a_killed_run_leaves_no_processes(tmp_path):
     script.write_text(textwrap.dedent("""
         import os, time
         from concurrent.futures import ProcessPoolExecutor
-        from harmony.extraction.executors import _PRELOAD, _context, _start_worker
+        from harmony.extraction.executors import _context, _start_worker
 
         if __name__ == "__main__":
             pool = ProcessPoolExecutor(2, mp_context=_context(), initializer=_start_worker,
